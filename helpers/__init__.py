@@ -1,0 +1,18 @@
+"""Shared code of the lessons "SGD, from scratch to fastai".
+
+Importing this package is cheap: it never imports fastai (lessons 00-02 run on torch alone).
+"""
+
+from .core import get_device, quiet_known_warnings, seed_everything, set_print_options, setup
+from .data import DataError, load_3s_and_7s, load_mnist
+
+__all__ = [
+    "DataError",
+    "get_device",
+    "load_3s_and_7s",
+    "load_mnist",
+    "quiet_known_warnings",
+    "seed_everything",
+    "set_print_options",
+    "setup",
+]

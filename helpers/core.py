@@ -1,0 +1,60 @@
+"""Device choice, seeding and print settings: the first cell of every lesson calls `setup()`."""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+
+import numpy as np
+import torch
+
+__all__ = ["get_device", "seed_everything", "set_print_options", "setup"]
+
+
+def get_device() -> torch.device:
+    """The best device here: ``cuda`` > ``mps`` > ``cpu``; ``SGD_DEVICE=cpu`` forces one."""
+    forced = os.environ.get("SGD_DEVICE")
+    if forced:
+        return torch.device(forced)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 42) -> None:
+    """Seed Python, NumPy and torch (every CUDA device too), and ask cuDNN for repeatable kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
+def set_print_options() -> None:
+    """Print tensors and arrays the same way everywhere, so stored outputs compare across machines."""
+    torch.set_printoptions(precision=4, sci_mode=False, linewidth=100)
+    np.set_printoptions(precision=4, suppress=True, linewidth=100)
+
+
+def quiet_known_warnings() -> None:
+    """Silence library warnings that say nothing to a learner and would differ between versions."""
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"fastai(\.|$)")
+
+
+def setup(seed: int = 42) -> torch.device:
+    """Seed everything, fix print and plot settings, and return the device the lesson will use."""
+    seed_everything(seed)
+    set_print_options()
+    quiet_known_warnings()
+    try:
+        import matplotlib
+
+        matplotlib.rcParams["image.cmap"] = "Greys"
+        matplotlib.rcParams["figure.dpi"] = 72
+    except ImportError:  # plotting is optional for scripts
+        pass
+    return get_device()

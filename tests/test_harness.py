@@ -1,0 +1,87 @@
+"""The nbval harness really compares stored outputs, and sanitizes only what should differ.
+
+Variants of `nbval_demo.ipynb` are written to a temporary folder and checked by one nbval run
+(one pytest start for all of them); each variant's verdict is read from the JUnit report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+DEMO = json.loads((HERE / "nbval_demo.ipynb").read_text())
+
+
+def code_cell(nb: dict, source_start: str) -> dict:
+    return next(c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).startswith(source_start))
+
+
+def unchanged(nb):
+    pass
+
+
+def changed_number(nb):
+    code_cell(nb, "sum(range(101))")["outputs"][0]["data"]["text/plain"] = "5051"
+
+
+def changed_tensor_digit(nb):
+    out = code_cell(nb, "torch.arange(6)")["outputs"][0]["data"]
+    out["text/plain"] = "".join(out["text/plain"]).replace("0.3333", "0.3334")
+
+
+def stored_on_gpu(nb):
+    """What the same notebook stores when saved on a CUDA machine: other device strings and addresses."""
+    code_cell(nb, "torch.ones(3")["outputs"][0]["data"]["text/plain"] = "tensor([2., 2., 2.], device='cuda:0')"
+    code_cell(nb, 'print(f"running on')["outputs"][0]["text"] = "running on cuda\n"
+    code_cell(nb, "object()")["outputs"][0]["data"]["text/plain"] = "<object at 0x7f00deadbeef>"
+
+
+VARIANTS = {"unchanged": (unchanged, True), "changed_number": (changed_number, False),
+            "changed_tensor_digit": (changed_tensor_digit, False), "stored_on_gpu": (stored_on_gpu, True)}
+
+
+@pytest.fixture(scope="module")
+def verdicts(tmp_path_factory) -> dict[str, list[str]]:
+    folder = tmp_path_factory.mktemp("nbval")
+    for name, (change, _) in VARIANTS.items():
+        nb = json.loads(json.dumps(DEMO))
+        change(nb)
+        (folder / f"{name}.ipynb").write_text(json.dumps(nb))
+    report = folder / "report.xml"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "--nbval",
+           "--nbval-current-env", "--nbval-sanitize-with", str(HERE / "sanitize.cfg"), f"--junitxml={report}",
+           *sorted(str(p) for p in folder.glob("*.ipynb"))]
+    r = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "SGD_DEVICE": "cpu"})
+    assert report.exists(), r.stdout + r.stderr
+    # nbval names its items "Cell N" without the file; they come file by file, in the order given.
+    cases = ["failed" if c.find("failure") is not None or c.find("error") is not None else "passed"
+             for c in ET.parse(report).iter("testcase")]
+    n_code = sum(c["cell_type"] == "code" for c in DEMO["cells"])
+    assert len(cases) == n_code * len(VARIANTS), r.stdout
+    out = {name: cases[i * n_code:(i + 1) * n_code] for i, name in enumerate(sorted(VARIANTS))}
+    return out
+
+
+def test_demo_has_stored_outputs_with_execution_counts():
+    code = [c for c in DEMO["cells"] if c["cell_type"] == "code"]
+    assert all(c["execution_count"] is not None for c in code)
+    assert sum(bool(c["outputs"]) for c in code) >= 4
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_nbval_verdict(verdicts, variant):
+    results = verdicts[variant]
+    n_code = sum(c["cell_type"] == "code" for c in DEMO["cells"])
+    assert len(results) == n_code, f"{variant}: {results}"
+    if VARIANTS[variant][1]:
+        assert results.count("failed") == 0, f"{variant} should pass: {results}"
+    else:
+        assert results.count("failed") == 1, f"{variant} should fail exactly one cell: {results}"
