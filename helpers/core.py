@@ -43,6 +43,8 @@ def set_print_options() -> None:
 def quiet_known_warnings() -> None:
     """Silence library warnings that say nothing to a learner and would differ between versions."""
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"fastai(\.|$)")
+    # raised inside torch when fastai (or fastbook) decorates functions at import time
+    warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.script` is deprecated")
 
 
 def setup(seed: int = 42) -> torch.device:

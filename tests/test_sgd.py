@@ -1,0 +1,123 @@
+"""helpers.sgd: the loss, the metric, the loops and the optimizer, on small known inputs."""
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from helpers import sgd
+
+
+def test_mnist_loss_known_values():
+    preds = torch.tensor([[0.0], [2.0], [-2.0]])
+    targets = torch.tensor([[1.0], [1.0], [0.0]])
+    s = torch.sigmoid(torch.tensor(2.0))
+    expected = (0.5 + (1 - s) + (1 - s)) / 3  # a 3 at 0.5 is half wrong; confident right answers are nearly 0
+    assert torch.isclose(sgd.mnist_loss(preds, targets), expected)
+    # better predictions give a smaller loss
+    assert sgd.mnist_loss(preds + torch.tensor([[1.0], [1.0], [-1.0]]), targets) < sgd.mnist_loss(preds, targets)
+
+
+def test_mnist_loss_refuses_the_silent_broadcast():
+    preds, targets = torch.zeros(5, 1), torch.ones(5)
+    with pytest.raises(ValueError) as e:
+        sgd.mnist_loss(preds, targets)
+    msg = str(e.value)
+    assert "(5, 1)" in msg and "(5,)" in msg and "broadcast to (5, 5)" in msg and "targets.view(-1, 1)" in msg
+    with pytest.raises(ValueError, match="make them the same shape"):
+        sgd.batch_accuracy(torch.zeros(5, 1), torch.zeros(4, 1))
+
+
+def test_batch_accuracy():
+    preds = torch.tensor([[3.0], [-1.0], [0.5], [-0.5]])
+    targets = torch.tensor([[1.0], [1.0], [0.0], [0.0]])
+    assert sgd.batch_accuracy(preds, targets).item() == 0.5
+
+
+def test_validate_epoch_weights_batches_by_size():
+    # 5 items in batches of 4 and 1: the short batch must count for one item, not for half.
+    x = torch.tensor([[1.0], [1.0], [1.0], [1.0], [1.0]])
+    y = torch.tensor([[1.0], [1.0], [1.0], [1.0], [0.0]])
+    dl = sgd.tensor_loader(x, y, 4)
+    assert sgd.validate_epoch(lambda xb: xb, dl) == 0.8  # the seeds' unweighted mean would say 0.5
+
+
+def test_calc_grad_accumulates_until_reset():
+    w = torch.ones(3, 1, requires_grad=True)
+    x, y = torch.randn(8, 3), torch.ones(8, 1)
+    sgd.calc_grad(x, y, lambda xb: xb @ w)
+    g1 = w.grad.clone()
+    sgd.calc_grad(x, y, lambda xb: xb @ w)
+    assert torch.allclose(w.grad, 2 * g1)
+
+
+def test_train_epoch_lowers_the_loss_and_resets_gradients():
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    y = (x[:, :1] > 0).float()
+    w, b = sgd.init_params((4, 1)), sgd.init_params(1)
+    model = lambda xb: xb @ w + b  # noqa: E731
+    before = sgd.mnist_loss(model(x), y).item()
+    dl = sgd.tensor_loader(x, y, 16)
+    for _ in range(5):
+        sgd.train_epoch(model, dl, 1.0, (w, b))
+    assert sgd.mnist_loss(model(x), y).item() < before
+    assert torch.count_nonzero(w.grad) == 0 and torch.count_nonzero(b.grad) == 0
+
+
+def _linear_pair():
+    torch.manual_seed(1)
+    a = nn.Linear(20, 1)
+    b = nn.Linear(20, 1)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def test_basic_optim_matches_torch_sgd_over_many_steps():
+    a, b = _linear_pair()
+    torch.manual_seed(2)
+    x, y = torch.randn(256, 20), (torch.rand(256, 1) > 0.5).float()
+    dl = sgd.tensor_loader(x, y, 32)
+    hist_a = sgd.train_model(a, 3, dl, dl, sgd.BasicOptim(a.parameters(), 0.5))
+    hist_b = sgd.train_model(b, 3, dl, dl, torch.optim.SGD(b.parameters(), 0.5))
+    assert hist_a == hist_b
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_basic_optim_zero_grad_clears():
+    a, _ = _linear_pair()
+    opt = sgd.BasicOptim(a.parameters(), 0.1)
+    sgd.mnist_loss(a(torch.randn(4, 20)), torch.ones(4, 1)).backward()
+    opt.step()
+    opt.zero_grad()
+    assert all(p.grad is None for p in a.parameters())
+
+
+def test_tensor_loader_gives_dataloaders_batches():
+    x, y = torch.randn(100, 3), torch.randn(100, 1)
+    slow = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(5))
+    fast = sgd.tensor_loader(x, y, 16, shuffle=True, generator=torch.Generator().manual_seed(5))
+    for _ in range(2):  # two epochs: the shuffles stay in step
+        pairs = list(zip(slow, fast))
+        assert len(pairs) == 7
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
+
+
+def test_init_params_same_on_every_device():
+    torch.manual_seed(3)
+    a = sgd.init_params((5, 1), device="cpu")
+    torch.manual_seed(3)
+    b = sgd.init_params((5, 1))
+    assert a.requires_grad and torch.equal(a, b)
+
+
+def test_baseline_distance_broadcasts():
+    imgs, mean = torch.rand(7, 28, 28), torch.rand(28, 28)
+    d = sgd.mnist_distance(imgs, mean)
+    assert d.shape == (7,) and torch.isclose(d[3], (imgs[3] - mean).abs().mean())
+    assert sgd.is_3(mean, mean, mean + 0.5).item() is True
+
+
+def test_stack_3s_and_7s():
+    x, y = sgd.stack_3s_and_7s(torch.zeros(2, 28, 28), torch.ones(3, 28, 28))
+    assert x.shape == (5, 784) and y.view(-1).tolist() == [1, 1, 0, 0, 0]
