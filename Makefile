@@ -13,7 +13,7 @@ lessons: data        ## run every lesson top to bottom without a browser (result
 	$(BIN)/jupyter nbconvert --to notebook --execute --output-dir build/executed notebooks/*.ipynb
 
 test: data           ## unit tests + every notebook under nbval, on all cores
-	$(BIN)/pytest -n auto --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n auto --dist loadfile
 
 data: $(STAMP)       ## check/extract the datasets and build the tensor caches
 	$(BIN)/python -m helpers provision

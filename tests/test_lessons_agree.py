@@ -115,3 +115,43 @@ def test_basic_optim_and_train_model_of_lesson02():
     theirs = sgd.train_model(b, 3, loader(), valid_dl, sgd.BasicOptim(b.parameters(), lr=1.0))
     assert ours == theirs
     assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
+
+
+L04 = "04_full_mnist_fastai.ipynb"
+
+
+def test_lesson04_models_match_helpers():
+    from helpers import mnist
+
+    F = torch.nn.functional
+    for name in ("Mnist_Logistic", "Mnist_NN"):
+        ours = from_lesson(L04, name, F=F)
+        torch.manual_seed(0)
+        a = ours()
+        torch.manual_seed(0)
+        b = getattr(mnist, name)()
+        assert repr(a).split("(", 1)[1] == repr(b).split("(", 1)[1]
+        x = torch.rand(5, 784)
+        assert torch.equal(a(x), b(x))
+
+
+def test_lesson04_update_steps_match_helpers():
+    from helpers import mnist
+
+    x, y = torch.rand(64, 784), torch.randint(0, 10, (64,))
+    loss_func = nn.CrossEntropyLoss()
+    torch.manual_seed(0)
+    a, b = mnist.Mnist_NN(), mnist.Mnist_NN()
+    b.load_state_dict(a.state_dict())
+    update = from_lesson(L04, "update", model=a, loss_func=loss_func, wd=1e-3)
+    for _ in range(3):
+        la = update(x, y, 0.1)
+        lb = mnist.update_with_wd(b, loss_func, x, y, 0.1, 1e-3)
+        assert abs(la - lb) < 1e-6
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
+
+    update_with = from_lesson(L04, "update_with", loss_func=loss_func)
+    oa, ob = torch.optim.Adam(a.parameters(), 1e-3), torch.optim.Adam(b.parameters(), 1e-3)
+    for _ in range(3):
+        assert update_with(oa, a, x, y) == mnist.update_with_optimizer(b, loss_func, x, y, ob)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
