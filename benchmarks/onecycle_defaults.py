@@ -35,9 +35,8 @@ def run(m, seed, device, eps=1e-5, pct_start=0.25, div_final=1e5, wd_bn_bias=Fal
 
     helpers.seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
-    train = tensor_loader(m["x_train"], m["y_train"], bs, shuffle=True, generator=g)
-    if drop_last:
-        train.sampler.drop_last = True  # v1 DataBunch dropped the last partial batch
+    # v1's DataBunch dropped the last partial training batch
+    train = tensor_loader(m["x_train"], m["y_train"], bs, shuffle=True, generator=g, drop_last=drop_last)
     dls = DataLoaders(train, tensor_loader(m["x_valid"], m["y_valid"], 1000))
     learn = Learner(dls, Mnist_NN().to(device), loss_func=nn.CrossEntropyLoss(), metrics=accuracy,
                     opt_func=partial(Adam, eps=eps), wd_bn_bias=wd_bn_bias)

@@ -10,7 +10,7 @@ from typing import Callable, Iterable
 
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, Sampler, TensorDataset
 
 __all__ = [
     "mnist_distance",
@@ -24,6 +24,7 @@ __all__ = [
     "validate_epoch",
     "BasicOptim",
     "train_model",
+    "TensorBatches",
     "tensor_loader",
     "stack_3s_and_7s",
 ]
@@ -151,15 +152,41 @@ def train_model(model: torch.nn.Module | Callable[[Tensor], Tensor], epochs: int
 
 
 # ----------------------------------------------------------------------------- batches
+class TensorBatches(Sampler):
+    """Batches of indices, as index tensors, in the order `RandomSampler` (shuffle) or
+    `SequentialSampler` would give them with the same generator."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+                 drop_last: bool = False):
+        self.n, self.batch_size, self.shuffle, self.generator, self.drop_last = n, batch_size, shuffle, generator, drop_last
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        g = self.generator
+        if self.shuffle and g is None:  # what RandomSampler does without a generator
+            g = torch.Generator()
+            g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=g)
+            torch.randperm(self.n, generator=g)  # RandomSampler draws (and drops) a second one per pass: stay in step
+        else:
+            order = torch.arange(self.n)
+        stop = len(self) * self.batch_size if self.drop_last else self.n
+        for i in range(0, stop, self.batch_size):
+            yield order[i:i + self.batch_size]
+
+
 def tensor_loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False,
-                  generator: torch.Generator | None = None) -> DataLoader:
+                  generator: torch.Generator | None = None, drop_last: bool = False) -> DataLoader:
     """A torch `DataLoader` over tensors that takes each batch with one indexing operation.
 
-    Same batches as `DataLoader(TensorDataset(x, y), batch_size, shuffle)` with the same generator,
-    without fetching and collating items one by one; tensors stay on their device.
+    Same batches as `DataLoader(TensorDataset(x, y), batch_size, shuffle)` with the same generator
+    (checked by the tests), without fetching and collating items one by one; the tensors stay on
+    their device.
     """
     ds = TensorDataset(x, y)
-    sampler = RandomSampler(ds, generator=generator) if shuffle else SequentialSampler(ds)
-    # The loader draws its worker seed from `generator` before each epoch, as DataLoader(shuffle=True) does.
-    return DataLoader(ds, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None,
+    # DataLoader draws a worker seed from `generator` at the start of each pass, as it does with shuffle=True.
+    return DataLoader(ds, sampler=TensorBatches(len(ds), batch_size, shuffle, generator, drop_last), batch_size=None,
                       generator=generator)

@@ -103,6 +103,30 @@ def test_tensor_loader_gives_dataloaders_batches():
         assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in pairs)
 
 
+@pytest.mark.parametrize("n, bs", [(64, 16), (10, 3), (5, 8)])
+def test_tensor_loader_sequential_and_drop_last(n, bs):
+    x, y = torch.arange(n).float().view(n, 1), torch.arange(n)
+    for drop_last in (False, True):
+        slow = DataLoader(TensorDataset(x, y), batch_size=bs, drop_last=drop_last)
+        fast = sgd.tensor_loader(x, y, bs, drop_last=drop_last)
+        assert len(slow) == len(fast)
+        assert [b[1].tolist() for b in slow] == [b[1].tolist() for b in fast]
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    slow = DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=True, drop_last=True, generator=g1)
+    fast = sgd.tensor_loader(x, y, bs, shuffle=True, drop_last=True, generator=g2)
+    for _ in range(3):
+        assert [b[1].tolist() for b in slow] == [b[1].tolist() for b in fast]
+
+
+def test_tensor_loader_without_generator_follows_the_global_seed():
+    x, y = torch.randn(50, 2), torch.arange(50)
+    torch.manual_seed(3)
+    a = [b[1].tolist() for b in DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)]
+    torch.manual_seed(3)
+    b = [b[1].tolist() for b in sgd.tensor_loader(x, y, 8, shuffle=True)]
+    assert a == b
+
+
 def test_init_params_same_on_every_device():
     torch.manual_seed(3)
     a = sgd.init_params((5, 1), device="cpu")

@@ -1,0 +1,149 @@
+"""The training loops two ways on the same work, in one run: the seeds' way against the helpers' way.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_loops.py [--device cpu|cuda] [--epochs 5]
+
+1. Lesson 01's manual SGD (linear model, batches of 256, 12,396 images): the seed's batches come
+   from `DataLoader(list(zip(x, y)))`, which fetches and collates 256 (x, y) pairs one by one;
+   the helpers' `tensor_loader` takes each batch with one indexing operation.
+2. Lesson 04's Mnist_NN pass (SGD + weight decay, batches of 64, 50,000 images), the same two ways.
+3. fastai `Learner.fit` against a plain PyTorch loop, same model, same batches, same SGD.
+
+Each pair is first checked to give the same results (same batches, same losses or accuracies)
+before its time is reported. Times are the best of `--repeat` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+import helpers
+from helpers import sgd
+from helpers.mnist import Mnist_NN, update_with_wd
+
+
+def best_of(fn, repeat):
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def seeds_loader(x, y, bs, seed):
+    """The seeds' way: a Python list of (x, y) pairs, collated item by item."""
+    return DataLoader(list(zip(x, y)), batch_size=bs, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+
+def helpers_loader(x, y, bs, seed):
+    return sgd.tensor_loader(x, y, bs, shuffle=True, generator=torch.Generator().manual_seed(seed))
+
+
+def report(name, t_seed, t_ours, floor_s, unit):
+    print(f"  seeds' way   : {t_seed:8.3f} s")
+    print(f"  helpers' way : {t_ours:8.3f} s")
+    print(f"  ratio        : {t_seed / t_ours:8.1f}x faster")
+    print(f"  floor        : {floor_s:8.3f} s ({unit}); helpers' way is {t_ours / floor_s:.0f}x the floor")
+
+
+def lesson01(device, epochs, repeat):
+    d = helpers.load_3s_and_7s(device)
+    x, y = sgd.stack_3s_and_7s(d["train_3"], d["train_7"])
+    vx, vy = sgd.stack_3s_and_7s(d["valid_3"], d["valid_7"])
+    valid_dl = sgd.tensor_loader(vx, vy, 1000)
+
+    def train(make_loader):
+        torch.manual_seed(0)
+        w, b = sgd.init_params((784, 1), device=device), sgd.init_params(1, device=device)
+        model = lambda xb: xb @ w + b  # noqa: E731
+        dl = make_loader(x, y, 256, 42)
+        return [(sgd.train_epoch(model, dl, 1.0, (w, b)), sgd.validate_epoch(model, valid_dl))[1] for _ in range(epochs)]
+
+    t_seed, acc_seed = best_of(lambda: train(seeds_loader), repeat)
+    t_ours, acc_ours = best_of(lambda: train(helpers_loader), repeat)
+    assert acc_seed == acc_ours, (acc_seed, acc_ours)
+    print(f"1. lesson 01 manual SGD, {epochs} epochs of {len(x)} images: same accuracies {acc_ours[-1]:.4f} both ways")
+    # floor: each epoch reads the 12,396 x 784 float32 images twice (forward, and the weight gradient)
+    floor = epochs * 2 * x.numel() * 4 / 10e9
+    report("lesson01", t_seed, t_ours, floor, "2 reads of 39 MB per epoch at 10 GB/s")
+
+
+def mnist_nn_pass(device, repeat):
+    m = helpers.load_mnist(device)
+    x, y = m["x_train"], m["y_train"]
+    loss_func = nn.CrossEntropyLoss()
+
+    def one_pass(make_loader):
+        helpers.seed_everything(0)
+        model = Mnist_NN().to(device)
+        losses = [update_with_wd(model, loss_func, xb, yb, 2e-2, 1e-5) for xb, yb in make_loader(x, y, 64, 42)]
+        return losses, model
+
+    t_seed, (l_seed, _) = best_of(lambda: one_pass(seeds_loader), repeat)
+    t_ours, (l_ours, model) = best_of(lambda: one_pass(helpers_loader), repeat)
+    assert len(l_seed) == len(l_ours) and max(abs(a - b) for a, b in zip(l_seed, l_ours)) < 1e-5
+    print(f"2. lesson 04 Mnist_NN pass, SGD + weight decay, {len(l_ours)} batches of 64: same losses both ways")
+    flops = 3 * 2 * x.shape[0] * (784 * 50 + 50 * 10)  # forward + backward ~ 3x forward multiply-adds
+    report("mnist_nn", t_seed, t_ours, flops / 50e9, f"{flops / 1e9:.0f} GFLOP at 50 GFLOP/s")
+    return m
+
+
+def fastai_vs_plain(m, device, repeat):
+    from fastai.basics import SGD, DataLoaders, Learner
+    import fastai.callback.progress  # noqa: F401  (no_bar)
+
+    x, y = m["x_train"], m["y_train"]
+    valid = sgd.tensor_loader(m["x_valid"], m["y_valid"], 1000)
+    loss_func = nn.CrossEntropyLoss()
+
+    def plain():
+        helpers.seed_everything(0)
+        model = Mnist_NN().to(device)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for xb, yb in helpers_loader(x, y, 64, 42):
+            loss_func(model(xb), yb).backward()
+            opt.step()
+            opt.zero_grad()
+        return model
+
+    def with_fastai():
+        helpers.seed_everything(0)
+        learn = Learner(DataLoaders(helpers_loader(x, y, 64, 42), valid), Mnist_NN().to(device),
+                        loss_func=loss_func, opt_func=SGD)
+        with learn.no_bar(), learn.no_logging():
+            learn.fit(1, 0.1)
+        return learn.model
+
+    t_plain, a = best_of(plain, repeat)
+    t_fastai, b = best_of(with_fastai, repeat)
+    assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(a.parameters(), b.parameters()))
+    n = (len(x) + 63) // 64
+    print(f"3. fastai Learner.fit vs a plain loop, Mnist_NN, SGD, {n} batches of 64 (+ validation): same parameters")
+    print(f"  plain loop   : {t_plain:8.3f} s ({t_plain / n * 1e3:.2f} ms per batch)")
+    print(f"  Learner.fit  : {t_fastai:8.3f} s ({t_fastai / n * 1e3:.2f} ms per batch)")
+    print(f"  overhead     : {(t_fastai - t_plain) / n * 1e3:8.2f} ms per batch ({t_fastai / t_plain:.1f}x)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=2)
+    args = ap.parse_args()
+    device = torch.device(args.device) if args.device else helpers.setup()
+    helpers.setup()
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+    lesson01(device, args.epochs, args.repeat)
+    m = mnist_nn_pass(device, args.repeat)
+    fastai_vs_plain(m, device, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
