@@ -42,10 +42,23 @@ def test_setup_returns_device_and_fixes_printing():
     assert repr(torch.tensor([1 / 3, 2e-6])) == "tensor([0.3333, 0.0000])"
 
 
-def test_importing_helpers_does_not_import_fastai():
+def test_helpers_import_from_the_notebooks_folder_without_fastai():
+    """The kernel starts in notebooks/: `import helpers` must work there (the package is installed,
+    not put on sys.path), and must not pull in fastai."""
     import subprocess
     import sys
+    from pathlib import Path
 
     code = "import sys, helpers; print(any(m.split('.')[0] in ('fastai', 'fastbook') for m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    notebooks = Path(__file__).resolve().parent.parent / "notebooks"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=notebooks)
+    assert out.stdout.strip() == "False"
+
+
+def test_lessons_00_to_02_use_torch_and_helpers_only():
+    import json
+    from pathlib import Path
+
+    for nb in sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("0[0-2]_*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text())["cells"] if c["cell_type"] == "code")
+        assert "fastai" not in code and "fastbook" not in code, nb.name
