@@ -6,8 +6,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: lab lessons test data venv clean-data
-lab: data            ## open the lessons in JupyterLab
-	$(BIN)/jupyter lab notebooks/
+lab: data            ## open the lessons in JupyterLab (as root, e.g. in a container, Jupyter needs --allow-root)
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 lessons: data        ## run every lesson top to bottom without a browser (results in build/executed/)
 	$(BIN)/jupyter nbconvert --to notebook --execute --output-dir build/executed notebooks/*.ipynb
