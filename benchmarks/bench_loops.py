@@ -137,8 +137,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=2)
     args = ap.parse_args()
-    device = torch.device(args.device) if args.device else helpers.setup()
-    helpers.setup()
+    default_device = helpers.setup()
+    device = torch.device(args.device) if args.device else default_device
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     lesson01(device, args.epochs, args.repeat)
     m = mnist_nn_pass(device, args.repeat)

@@ -26,7 +26,6 @@ import sys
 import tarfile
 import tempfile
 import time
-import urllib.error
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,7 +222,7 @@ def _download(ds: Dataset, root: Path) -> Path:
 
 def _is_offline_error(e: BaseException) -> bool:
     while e is not None:
-        if isinstance(e, (urllib.error.URLError, ConnectionError, TimeoutError, OSError)):
+        if isinstance(e, OSError):  # URLError, ConnectionError and TimeoutError are all OSErrors
             return True
         e = e.__cause__ or e.__context__
     return False
@@ -287,10 +286,10 @@ def _decode_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """All PNGs of a folder as uint8 [n,28,28], with the index N of each file name ``N.png``."""
     from PIL import Image
 
-    files = sorted(folder.glob("*.png"), key=lambda p: int(_INDEX.search(p.name).group(1)))
-    idx = np.array([int(_INDEX.search(p.name).group(1)) for p in files], dtype=np.int64)
+    files = sorted((int(_INDEX.search(p.name).group(1)), p) for p in folder.glob("*.png"))
+    idx = np.array([n for n, _ in files], dtype=np.int64)
     imgs = np.empty((len(files), 28, 28), dtype=np.uint8)
-    for i, p in enumerate(files):
+    for i, (_, p) in enumerate(files):
         with Image.open(p) as im:
             a = np.asarray(im if im.mode == "L" else im.convert("L"))
         if a.shape != (28, 28):

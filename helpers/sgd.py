@@ -57,24 +57,15 @@ def stack_3s_and_7s(threes: Tensor, sevens: Tensor) -> tuple[Tensor, Tensor]:
 
 def check_same_shape(predictions: Tensor, targets: Tensor) -> None:
     """Refuse the silent broadcast: predictions [N,1] against targets [N] would compare every pair, [N,N]."""
-    if predictions.shape != targets.shape:
-        raise ValueError(
-            f"predictions have shape {tuple(predictions.shape)} but targets have shape {tuple(targets.shape)}: "
-            f"they would broadcast to {tuple(torch.broadcast_shapes(predictions.shape, targets.shape))} "
-            "and give a wrong result without any error. Make them the same shape, e.g. targets.view(-1, 1) "
-            "or predictions.view(-1)."
-            if _broadcastable(predictions, targets)
-            else f"predictions have shape {tuple(predictions.shape)} but targets have shape "
-            f"{tuple(targets.shape)}: make them the same shape."
-        )
-
-
-def _broadcastable(a: Tensor, b: Tensor) -> bool:
+    if predictions.shape == targets.shape:
+        return
+    msg = f"predictions have shape {tuple(predictions.shape)} but targets have shape {tuple(targets.shape)}"
     try:
-        torch.broadcast_shapes(a.shape, b.shape)
-        return True
+        both = tuple(torch.broadcast_shapes(predictions.shape, targets.shape))
     except RuntimeError:
-        return False
+        raise ValueError(f"{msg}: make them the same shape.") from None
+    raise ValueError(f"{msg}: they would broadcast to {both} and give a wrong result without any error. "
+                     "Make them the same shape, e.g. targets.view(-1, 1) or predictions.view(-1).")
 
 
 def mnist_loss(predictions: Tensor, targets: Tensor) -> Tensor:
