@@ -4,7 +4,9 @@
 
 Stored outputs must come from one clean run (nbval compares them, readers see them), so after
 editing a lesson, run this on it rather than saving a half-run notebook from JupyterLab.
-Runs on the CPU (SGD_DEVICE=cpu) so that stored outputs are the ones CI reproduces.
+Runs on the CPU (SGD_DEVICE=cpu) with one torch thread (OMP_NUM_THREADS=1, as `make test` runs
+the notebooks), so that stored outputs are the ones CI reproduces: a float sum split over two
+threads rounds differently, and a training run's fourth decimal can move.
 """
 
 from __future__ import annotations
@@ -29,5 +31,6 @@ def execute(path: Path, timeout: int = 600) -> float:
 
 if __name__ == "__main__":
     os.environ.setdefault("SGD_DEVICE", "cpu")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     for p in sys.argv[1:]:
         print(f"{p}: {execute(Path(p)):.1f} s")

@@ -1,0 +1,231 @@
+"""The classroom builds: Colab cells in sync, student copies without solutions, offline slide decks
+and the static site. (The JupyterLab-in-a-browser test is tests/test_browser.py.)"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("classroom", ROOT / "tools" / "classroom.py")
+classroom = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(classroom)
+
+LESSONS = classroom.lessons()
+
+
+def tagged(nb, tag):
+    return [c for c in nb.cells if tag in c.metadata.get("tags", [])]
+
+
+def output_blobs(cells) -> set[str]:
+    """Every stored output (text, image, HTML) of these cells, as strings."""
+    return {d if isinstance(d, str) else "".join(d)
+            for c in cells for o in c.get("outputs", []) for d in [*o.get("data", {}).values(), o.get("text", "")] if d}
+
+
+def test_there_are_five_lessons_in_order():
+    assert [p.name[:2] for p in LESSONS] == ["00", "01", "02", "03", "04"]
+
+
+# ----------------------------------------------------------------------------------------- Colab
+def test_every_lesson_is_in_sync():
+    assert classroom.sync(LESSONS, check=True) == [], "run `make sync` (python tools/classroom.py sync)"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_lesson_opens_with_badge_and_the_one_setup_cell(path):
+    nb = nbformat.read(path, as_version=4)
+    badge, setup = nb.cells[0], nb.cells[1]
+    repo = classroom.repository()
+    colab = repo.replace("https://github.com/", "https://colab.research.google.com/github/")
+    assert badge.cell_type == "markdown" and f"({colab}/blob/main/notebooks/{path.name})" in badge.source
+    assert setup.cell_type == "code" and setup.source == classroom.setup_source()
+    assert f"git+{repo}@main" in setup.source and classroom.fastai_requirement() in setup.source
+    assert not setup.get("outputs"), "outside Colab the set-up cell prints nothing"
+    assert nb.metadata["accelerator"] == "GPU" and nb.metadata["colab"]["gpuType"]
+    assert nb.cells[2].source.startswith("# "), "the title comes right after the set-up"
+
+
+def test_setup_cell_keeps_colab_torch_and_does_nothing_elsewhere():
+    src = classroom.setup_source()
+    ns: dict = {}
+    exec(compile(src, "setup", "exec"), ns)  # not in Colab: nothing installed, nothing printed
+    assert "subprocess" not in ns
+    assert '"-c", "/tmp/keep-torch.txt"' in src and '("torch", "torchvision")' in src
+    assert 'if "google.colab" in sys.modules:' in src
+
+
+def test_sync_check_notices_an_edited_setup_cell(tmp_path):
+    copy = tmp_path / LESSONS[0].name
+    nb = nbformat.read(LESSONS[0], as_version=4)
+    nb.cells[1].source += "\nprint('hello')"
+    nbformat.write(nb, copy)
+    assert classroom.sync([copy], check=True) == [copy.name]
+    assert classroom.sync([copy]) == [copy.name]
+    assert classroom.sync([copy], check=True) == []
+    assert nbformat.read(copy, as_version=4).cells[1].source == classroom.setup_source()
+
+
+def test_a_bad_repository_address_is_refused(monkeypatch):
+    monkeypatch.setattr(classroom.tomllib, "loads", lambda _: {"project": {"urls": {"Repository": "git@github.com:a/b"}}})
+    with pytest.raises(SystemExit, match="https://github.com/OWNER/NAME"):
+        classroom.repository()
+
+
+# -------------------------------------------------------------------------------------- students
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.stem)
+def test_every_exercise_has_a_solution(path):
+    nb = nbformat.read(path, as_version=4)
+    start = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## Exercises"))
+    prompts = [i for i, c in enumerate(nb.cells) if i > start and re.match(r"\d+\. ", c.source)]
+    assert len(prompts) >= 4
+    for i in prompts:
+        assert "solution" in nb.cells[i + 1].metadata.get("tags", []), nb.cells[i].source
+
+
+def test_student_copies_leak_no_solution(tmp_path):
+    written = classroom.students(tmp_path, LESSONS)
+    assert [p.name for p in written] == [p.name for p in LESSONS]
+    for teacher_path, student_path in zip(LESSONS, written):
+        teacher, student = nbformat.read(teacher_path, as_version=4), nbformat.read(student_path, as_version=4)
+        nbformat.validate(student)
+        solutions = tagged(teacher, "solution")
+        assert solutions and not tagged(student, "solution")
+        student_text = "\n".join(c.source for c in student.cells)
+        student_outputs = nbformat.writes(student)
+        lesson_lines = {line.strip() for c in teacher.cells if c not in solutions for line in c.source.splitlines()}
+        for cell in solutions:
+            for line in cell.source.splitlines():
+                line = line.strip()
+                if len(line) > 25 and line not in lesson_lines:  # a line of the solution's own
+                    assert line not in student_text, f"{student_path.name} leaks: {line}"
+            for blob in output_blobs([cell]) - output_blobs(c for c in teacher.cells if c not in solutions):
+                if len(blob) >= 40:  # long enough to be the solution's own (not "True")
+                    assert blob[:200] not in student_outputs, f"{student_path.name} leaks an output"
+        # every exercise keeps its prompt and gets one empty cell to answer in
+        blanks = tagged(student, "exercise")
+        assert blanks and all(c.source.startswith("# Your answer here") and not c.outputs for c in blanks)
+        teacher_rest = [c.source for c in teacher.cells if c not in solutions]
+        assert [c.source for c in student.cells if c not in blanks] == teacher_rest
+
+
+def test_student_copy_drops_a_run_of_solution_cells_into_one_blank():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("1. Do it.")])
+    for src in ("x = 1", "x"):
+        c = nbformat.v4.new_code_cell(src)
+        c.metadata["tags"] = ["solution"]
+        c.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "1"}, execution_count=1)]
+        nb.cells.append(c)
+    nb.cells.append(nbformat.v4.new_markdown_cell("2. Next."))
+    out = classroom.student_copy(nb)
+    assert [c.source for c in out.cells] == ["1. Do it.", "# Your answer here\n", "2. Next."]
+
+
+# ------------------------------------------------------------------------------ slides and site
+class Refs(HTMLParser):
+    """Collects headings and every address a page would load (scripts, styles, images)."""
+
+    def __init__(self):
+        super().__init__()
+        self.loads, self.headings, self._in = [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "script" and a.get("src"):
+            self.loads.append(a["src"])
+        if tag == "link" and a.get("rel") == "stylesheet":
+            self.loads.append(a["href"])
+        if tag == "img":
+            self.loads.append(a.get("src", ""))
+        if re.fullmatch(r"h[1-3]", tag):
+            self._in, self._text = tag, ""
+
+    def handle_data(self, data):
+        if self._in:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if tag == self._in:
+            self.headings.append(self._text.replace("¶", "").strip())
+            self._in = None
+
+
+def page_refs(path: Path) -> Refs:
+    r = Refs()
+    r.feed(path.read_text(encoding="utf-8"))
+    return r
+
+
+def lesson_headings(nb) -> list[str]:
+    heads = []
+    for c in nb.cells:
+        if c.cell_type == "markdown" and "solution" not in c.metadata.get("tags", []):
+            heads += [re.sub(r"[`*]", "", m) for m in re.findall(r"^#{1,3} (.+)$", c.source, re.M)]
+    return heads
+
+
+def assert_offline(page: Path, refs: Refs):
+    for src in refs.loads:
+        assert not re.match(r"(https?:)?//", src), f"{page.name} loads {src} from the internet"
+        if not src.startswith("data:"):
+            assert (page.parent / src.split("?")[0]).is_file(), f"{page.name}: {src} is missing"
+
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    classroom.site(out, LESSONS)
+    return out
+
+
+def test_every_deck_builds_offline_with_the_lessons_headings(built_site):
+    decks = sorted((built_site / "slides").glob("*.slides.html"))
+    assert [d.name for d in decks] == [f"{p.stem}.slides.html" for p in LESSONS]
+    for lesson, deck in zip(LESSONS, decks):
+        refs = page_refs(deck)
+        assert_offline(deck, refs)
+        assert any(s.endswith("reveal.js/dist/reveal.js") for s in refs.loads)
+        assert any("mathjax/MathJax.js" in s for s in refs.loads)
+        page_html = deck.read_text(encoding="utf-8")
+        heads = lesson_headings(nbformat.read(lesson, as_version=4))
+        assert heads and all(h in refs.headings for h in heads), set(heads) - set(refs.headings)
+        assert page_html.count("<section") > len(heads), "each heading starts a slide"
+        assert "colab-badge.svg" not in page_html and "google.colab" not in page_html, "the Colab cells are skipped"
+        assert '<aside class="notes">' in page_html, "solutions are speaker notes"
+
+
+def test_site_has_an_index_in_lesson_order_and_offline_pages(built_site):
+    index = built_site / "index.html"
+    links = re.findall(r'<li><a href="([^"]+)">(.+?)</a>', index.read_text(encoding="utf-8"))
+    assert [href for href, _ in links] == [f"{p.stem}.html" for p in LESSONS]
+    for (href, name), lesson in zip(links, LESSONS):
+        nb = nbformat.read(lesson, as_version=4)
+        assert html.unescape(re.sub(r"</?code>", "`", name)) == classroom.title(nb)
+        page = built_site / href
+        refs = page_refs(page)
+        assert_offline(page, refs)
+        assert classroom.title(nb).replace("`", "") in " ".join(refs.headings).replace("`", "")
+        stored_pngs = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+        assert stored_pngs and sum(s.startswith("data:image/png") for s in refs.loads) == stored_pngs
+        assert "google.colab" not in page.read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------ Binder / JupyterHub
+def test_binder_postbuild_installs_helpers_and_provisions_the_data():
+    import os
+    import subprocess
+
+    post = ROOT / "postBuild"
+    assert os.access(post, os.X_OK), "repo2docker runs postBuild only if it is executable"
+    subprocess.run(["bash", "-n", str(post)], check=True)
+    commands = [l for l in post.read_text().splitlines() if l and not l.startswith("#")]
+    assert commands == ["set -euo pipefail", "python -m pip install --no-deps -e .", "python -m helpers provision"]
+    assert (ROOT / "requirements.txt").is_file() and (ROOT / "runtime.txt").read_text().startswith("python-3.")

@@ -1,0 +1,294 @@
+"""The lessons as a class uses them: Colab set-up, slides, student copies and a static site.
+
+    python tools/classroom.py sync [--check]   # Colab badge + set-up cell + slide metadata in every lesson
+    python tools/classroom.py slides  [OUT]    # one offline reveal.js deck per lesson   (build/slides)
+    python tools/classroom.py students [OUT]   # copies of the lessons without solutions (build/students)
+    python tools/classroom.py site    [OUT]    # every lesson as HTML, with an index     (build/site)
+
+`sync` is the only command that edits `notebooks/`; it is idempotent, and `--check` reports what it
+would change (a test runs it). The repository address comes from one place, `[project.urls]` in
+`pyproject.toml`, and the fastai range from `requirements.txt`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import html
+import re
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+BRANCH = "main"
+SOLUTION = "solution"  # the tag of a cell that answers an exercise
+BADGE_ID, SETUP_ID = "colab-badge", "colab-setup"
+COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
+
+
+def lessons(folder: Path = NOTEBOOKS) -> list[Path]:
+    """The lessons in teaching order (their names start with two digits)."""
+    return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def repository() -> str:
+    """The GitHub address of this collection, from `[project.urls] Repository` in pyproject.toml."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    url = meta["project"]["urls"]["Repository"].rstrip("/")
+    if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
+        raise SystemExit(f"pyproject.toml: [project.urls] Repository must be https://github.com/OWNER/NAME, not {url!r}")
+    return url
+
+
+def fastai_requirement() -> str:
+    """The fastai line of requirements.txt, so Colab installs the same range as everyone else."""
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if re.match(r"fastai\b", line.strip()):
+            return line.split("#")[0].strip()
+    raise SystemExit("requirements.txt has no fastai line")
+
+
+def badge_source(name: str) -> str:
+    url = repository().replace("https://github.com/", "https://colab.research.google.com/github/")
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"({url}/blob/{BRANCH}/notebooks/{name})")
+
+
+def setup_source() -> str:
+    """The set-up cell, identical in every lesson. Outside Colab it does nothing and prints nothing."""
+    return f'''\
+# Google Colab only: install what Colab lacks, keeping its own PyTorch. Elsewhere this does nothing.
+import sys
+if "google.colab" in sys.modules:
+    import subprocess
+    from importlib.metadata import version
+    keep = "".join(f"{{p}}=={{version(p)}}\\n" for p in ("torch", "torchvision"))
+    open("/tmp/keep-torch.txt", "w").write(keep)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", "/tmp/keep-torch.txt",
+                    "{fastai_requirement()}", "sgd-helpers @ git+{repository()}@{BRANCH}"], check=True)'''
+
+
+def _heading_level(cell) -> int:
+    if cell.cell_type != "markdown":
+        return 0
+    m = re.match(r"(#{1,6}) ", cell.source)
+    return len(m.group(1)) if m else 0
+
+
+def _split_at_headings(cells: list) -> list:
+    """A markdown cell with a heading below its first line becomes two cells, so a heading starts a slide."""
+    out = []
+    for cell in cells:
+        parts = re.split(r"\n\n(?=#{1,3} )", cell.source) if cell.cell_type == "markdown" else [cell.source]
+        for i, part in enumerate(parts):
+            c = copy.deepcopy(cell) if i == 0 else nbformat.v4.new_markdown_cell(metadata=copy.deepcopy(cell.metadata))
+            c.source = part
+            out.append(c)
+    return out
+
+
+def _slide_types(cells: list) -> list[str]:
+    """Headings start slides (### a sub-slide); a second code cell on a slide starts a sub-slide;
+    the Colab cells are skipped; solutions become speaker notes."""
+    types, has_code = [], False
+    for cell in cells:
+        level = _heading_level(cell)
+        if cell.get("id") in (BADGE_ID, SETUP_ID):
+            kind = "skip"
+        elif SOLUTION in cell.metadata.get("tags", []):
+            kind = "notes"
+        elif level in (1, 2):
+            kind, has_code = "slide", False
+        elif level >= 3:
+            kind, has_code = "subslide", False
+        elif cell.cell_type == "code":
+            kind = "subslide" if has_code else "-"
+            has_code = True
+        else:
+            kind = "-"
+        types.append(kind)
+    return types
+
+
+def synced(nb, name: str):
+    """A copy of `nb` with the badge and set-up cells first, Colab metadata and slide metadata."""
+    nb = copy.deepcopy(nb)
+    cells = [c for c in nb.cells if c.get("id") not in (BADGE_ID, SETUP_ID)]
+    badge = nbformat.v4.new_markdown_cell(badge_source(name))
+    badge.id = BADGE_ID
+    setup = next((c for c in nb.cells if c.get("id") == SETUP_ID), None) or nbformat.v4.new_code_cell()
+    if setup.source != setup_source():  # otherwise keep its stored run (count, timing) as it is
+        setup.source, setup.execution_count = setup_source(), None
+    setup.id, setup.outputs = SETUP_ID, []
+    cells = _split_at_headings([badge, setup] + cells)
+    for cell, kind in zip(cells, _slide_types(cells)):
+        cell.metadata["slideshow"] = {"slide_type": kind}
+    nb.cells = cells
+    nb.metadata.update(copy.deepcopy(COLAB_METADATA))
+    return nb
+
+
+def sync(paths: list[Path], check: bool = False) -> list[str]:
+    """Bring every lesson in line; with check=True, only list the lessons that are out of line."""
+    stale = []
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        new = synced(nb, path.name)
+        if new != nb:
+            stale.append(path.name)
+            if not check:
+                nbformat.validate(new)
+                nbformat.write(new, path)
+    return stale
+
+
+# ----------------------------------------------------------------------------------- students
+def student_copy(nb):
+    """The lesson without its solutions: each run of solution cells becomes one empty code cell."""
+    nb = copy.deepcopy(nb)
+    cells, in_solution = [], False
+    for cell in nb.cells:
+        if SOLUTION in cell.metadata.get("tags", []):
+            if not in_solution:
+                blank = nbformat.v4.new_code_cell("# Your answer here\n")
+                blank.metadata["tags"] = ["exercise"]
+                cells.append(blank)
+            in_solution = True
+        else:
+            cells.append(cell)
+            in_solution = False
+    nb.cells = cells
+    return nb
+
+
+def students(out: Path, paths: list[Path]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in paths:
+        nb = student_copy(nbformat.read(path, as_version=4))
+        nbformat.validate(nb)
+        nbformat.write(nb, out / path.name)
+        written.append(out / path.name)
+    return written
+
+
+# ------------------------------------------------------------------------------ slides and site
+def _copy_assets(out: Path, reveal: bool) -> None:
+    """reveal.js (from the sphinx-revealjs package) and MathJax 2 (from jupyter-server-mathjax),
+    copied beside the pages so that nothing is fetched from the internet."""
+    try:
+        import jupyter_server_mathjax
+        import sphinx_revealjs
+    except ImportError as e:  # pragma: no cover - the message is the point
+        raise SystemExit(f"{e.name} is missing: install requirements-dev.txt (`make venv-dev`)") from e
+    assets = out / "assets"
+    shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", assets / "mathjax", dirs_exist_ok=True)
+    if reveal:
+        src = Path(sphinx_revealjs.__file__).parent / "_static" / "revealjs"
+        for part in ("dist", "plugin/notes"):
+            shutil.copytree(src / part, assets / "reveal.js" / part, dirs_exist_ok=True)
+        shutil.copy2(src / "LICENSE", assets / "reveal.js" / "LICENSE")
+
+
+MATHJAX = "assets/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+
+
+def _exporter(kind: str):
+    from nbconvert import HTMLExporter, SlidesExporter
+
+    if kind == "slides":
+        exp = SlidesExporter(template_name="offline_reveal", extra_template_basedirs=[str(TEMPLATES)])
+        exp.reveal_url_prefix = "assets/reveal.js"
+        exp.reveal_theme = "white"  # its fonts ship with it ("simple" fetches Google Fonts)
+        exp.reveal_transition = "none"
+    else:
+        exp = HTMLExporter(template_name="offline_lab", extra_template_basedirs=[str(TEMPLATES)])
+    exp.mathjax_url = MATHJAX
+    exp.exclude_input_prompt = exp.exclude_output_prompt = kind == "slides"
+    return exp
+
+
+def title(nb) -> str:
+    """The lesson's title: its first level-1 heading, without the '#'."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            return cell.source.splitlines()[0][2:].strip()
+    return ""
+
+
+def _without_colab_cells(nb):
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if c.get("id") not in (BADGE_ID, SETUP_ID)]
+    return nb
+
+
+def slides(out: Path, paths: list[Path]) -> list[Path]:
+    """One reveal.js deck per lesson, `<name>.slides.html`, working offline from `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_assets(out, reveal=True)
+    exp, written = _exporter("slides"), []
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        body, _ = exp.from_notebook_node(nb, resources={"metadata": {"name": title(nb)}})
+        target = out / f"{path.stem}.slides.html"
+        target.write_text(body, encoding="utf-8")
+        written.append(target)
+    return written
+
+
+def site(out: Path, paths: list[Path], with_slides: bool = True) -> list[Path]:
+    """Every lesson, as executed and stored, as a page; `index.html` lists them in order."""
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_assets(out, reveal=False)
+    if with_slides:
+        slides(out / "slides", paths)
+    exp, written, items = _exporter("site"), [], []
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        name = title(nb)
+        resources = {"metadata": {"name": name}}
+        if with_slides:
+            resources["sgd_slides"] = f"slides/{path.stem}.slides.html"
+        body, _ = exp.from_notebook_node(_without_colab_cells(nb), resources=resources)
+        target = out / f"{path.stem}.html"
+        target.write_text(body, encoding="utf-8")
+        written.append(target)
+        slide_link = f' · <a href="slides/{path.stem}.slides.html">slides</a>' if with_slides else ""
+        label = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(name))
+        items.append(f'  <li><a href="{path.stem}.html">{label}</a>{slide_link}</li>')
+    index = out / "index.html"
+    index.write_text(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>SGD, from scratch to fastai</title>\n"
+        "<style>body{font-family:sans-serif;max-width:46em;margin:3em auto;line-height:1.5}li{margin:.4em 0}</style>\n"
+        "</head>\n<body>\n<h1>SGD, from scratch to fastai</h1>\n"
+        "<p>The lessons in order, as executed (outputs included). Run them yourself in JupyterLab or Colab.</p>\n"
+        "<ol>\n" + "\n".join(items) + "\n</ol>\n</body>\n</html>\n", encoding="utf-8")
+    return [index] + written
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=["sync", "slides", "students", "site"])
+    p.add_argument("out", nargs="?", type=Path, help="output folder (default build/<command>)")
+    p.add_argument("--check", action="store_true", help="sync: report, change nothing, exit 1 if out of line")
+    args = p.parse_args(argv)
+    paths = lessons()
+    if args.command == "sync":
+        stale = sync(paths, check=args.check)
+        verb = "out of line" if args.check else "updated"
+        print("\n".join(f"{name}: {verb}" for name in stale) or "all lessons in line")
+        return 1 if (args.check and stale) else 0
+    out = args.out or ROOT / "build" / args.command
+    written = {"slides": slides, "students": students, "site": site}[args.command](out, paths)
+    print("\n".join(str(w) for w in written))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
