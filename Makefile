@@ -15,7 +15,7 @@ lessons: data        ## run every lesson top to bottom without a browser (result
 	$(BIN)/jupyter nbconvert --to notebook --execute --output-dir build/executed notebooks/*.ipynb
 
 test: $(DEV) data    ## unit tests, classroom and browser tests, every notebook under nbval, on all cores
-	OMP_NUM_THREADS=1 $(BIN)/pytest -n auto --dist loadfile
+	OMP_NUM_THREADS=1 $(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder
 
 sync: $(STAMP)       ## Colab badge + set-up cell + slide metadata in every lesson (after editing one)
 	$(BIN)/python tools/classroom.py sync
