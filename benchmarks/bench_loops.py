@@ -2,9 +2,14 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_loops.py [--device cpu|cuda] [--epochs 5]
 
-1. Lesson 01's manual SGD (linear model, batches of 256, 12,396 images): the seed's batches come
-   from `DataLoader(list(zip(x, y)))`, which fetches and collates 256 (x, y) pairs one by one;
-   the helpers' `tensor_loader` takes each batch with one indexing operation.
+1. Lesson 01's manual SGD (linear model, batches of 256, 12,396 images), twice:
+   a. exactly as the seed notebook: `from fastbook import *` makes `DataLoader` fastai's, which
+      fetches and collates the 256 (x, y) pairs of `list(zip(x, y))` one by one, for training and
+      validation, unshuffled (the seed never shuffled); against the helpers' `tensor_loader`,
+      unshuffled too, so both see the same batches;
+   b. with PyTorch's `DataLoader` over the same list, shuffled, against `tensor_loader` shuffled
+      by the same generator.
+   The helpers' `tensor_loader` takes each batch with one indexing operation.
 2. Lesson 04's Mnist_NN pass (SGD + weight decay, batches of 64, 50,000 images), the same two ways.
 3. fastai `Learner.fit` against a plain PyTorch loop, same model, same batches, same SGD.
 
@@ -59,19 +64,29 @@ def lesson01(device, epochs, repeat):
     vx, vy = sgd.stack_3s_and_7s(d["valid_3"], d["valid_7"])
     valid_dl = sgd.tensor_loader(vx, vy, 1000)
 
-    def train(make_loader):
+    def train(make_loader, make_valid=lambda: valid_dl):
         torch.manual_seed(0)
         w, b = sgd.init_params((784, 1), device=device), sgd.init_params(1, device=device)
         model = lambda xb: xb @ w + b  # noqa: E731
-        dl = make_loader(x, y, 256, 42)
-        return [(sgd.train_epoch(model, dl, 1.0, (w, b)), sgd.validate_epoch(model, valid_dl))[1] for _ in range(epochs)]
+        dl, vdl = make_loader(x, y, 256, 42), make_valid()
+        return [(sgd.train_epoch(model, dl, 1.0, (w, b)), sgd.validate_epoch(model, vdl))[1] for _ in range(epochs)]
+
+    # floor: each epoch reads the 12,396 x 784 float32 images twice (forward, and the weight gradient)
+    floor = epochs * 2 * x.numel() * 4 / 10e9
+    from fastai.data.load import DataLoader as FastaiDataLoader
+
+    t_seed, acc_seed = best_of(lambda: train(lambda x, y, bs, _: FastaiDataLoader(list(zip(x, y)), bs=bs),
+                                             lambda: FastaiDataLoader(list(zip(vx, vy)), bs=256)), repeat)
+    t_ours, acc_ours = best_of(lambda: train(lambda x, y, bs, _: sgd.tensor_loader(x, y, bs)), repeat)
+    assert acc_seed == acc_ours, (acc_seed, acc_ours)
+    print(f"1a. lesson 01 exactly as the seed (fastai DataLoader over a list, unshuffled), {epochs} epochs of "
+          f"{len(x)} images: same accuracies {acc_ours[-1]:.4f} both ways")
+    report("lesson01-seed", t_seed, t_ours, floor, "2 reads of 39 MB per epoch at 10 GB/s")
 
     t_seed, acc_seed = best_of(lambda: train(seeds_loader), repeat)
     t_ours, acc_ours = best_of(lambda: train(helpers_loader), repeat)
     assert acc_seed == acc_ours, (acc_seed, acc_ours)
-    print(f"1. lesson 01 manual SGD, {epochs} epochs of {len(x)} images: same accuracies {acc_ours[-1]:.4f} both ways")
-    # floor: each epoch reads the 12,396 x 784 float32 images twice (forward, and the weight gradient)
-    floor = epochs * 2 * x.numel() * 4 / 10e9
+    print(f"1b. lesson 01, PyTorch DataLoader over a list, shuffled, {epochs} epochs: same accuracies {acc_ours[-1]:.4f} both ways")
     report("lesson01", t_seed, t_ours, floor, "2 reads of 39 MB per epoch at 10 GB/s")
 
 

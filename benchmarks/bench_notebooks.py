@@ -44,10 +44,10 @@ def main() -> None:
     print(f"{'sum of the notebooks one by one':45s} {total:6.1f} s")
     summary, wall = pytest("-p", "no:xdist", *notebooks)
     print(f"{'all notebooks, one process, in turn':45s} {wall:6.1f} s   ({summary})")
-    summary, wall_par = pytest("-n", "auto", "--dist", "loadfile", *notebooks)
+    summary, wall_par = pytest("-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder", *notebooks)
     print(f"{'all notebooks, -n auto --dist loadfile':45s} {wall_par:6.1f} s   ({summary})")
     print(f"{'ratio, in turn / on all cores':45s} {wall / wall_par:6.2f}x")
-    summary, wall = pytest("-n", "auto", "--dist", "loadfile")
+    summary, wall = pytest("-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder")
     print(f"{'whole suite (make test)':45s} {wall:6.1f} s   ({summary})")
 
 
