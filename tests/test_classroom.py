@@ -114,7 +114,11 @@ def test_student_copies_leak_no_solution(tmp_path):
         blanks = tagged(student, "exercise")
         assert blanks and all(c.source.startswith("# Your answer here") and not c.outputs for c in blanks)
         teacher_rest = [c.source for c in teacher.cells if c not in solutions]
-        assert [c.source for c in student.cells if c not in blanks] == teacher_rest
+        student_rest = [c.source for c in student.cells if c not in blanks]
+        intro = teacher_rest.index(next(t for t in teacher_rest if t.startswith("## Exercises")))
+        assert "solution" in teacher_rest[intro] and student_rest[intro] == classroom.STUDENT_EXERCISES
+        assert student_rest[:intro] + student_rest[intro + 1:] == teacher_rest[:intro] + teacher_rest[intro + 1:]
+        assert "solution" not in student_text.lower()
 
 
 def test_student_copy_drops_a_run_of_solution_cells_into_one_blank():

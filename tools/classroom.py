@@ -149,11 +149,17 @@ def sync(paths: list[Path], check: bool = False) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------- students
+STUDENT_EXERCISES = "## Exercises\n\nAnswer each exercise in the empty cell after it, then run it."
+
+
 def student_copy(nb):
-    """The lesson without its solutions: each run of solution cells becomes one empty code cell."""
+    """The lesson without its solutions: each run of solution cells becomes one empty code cell,
+    and the exercises' introduction no longer speaks of solutions."""
     nb = copy.deepcopy(nb)
     cells, in_solution = [], False
     for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("## Exercises"):
+            cell.source = STUDENT_EXERCISES
         if SOLUTION in cell.metadata.get("tags", []):
             if not in_solution:
                 blank = nbformat.v4.new_code_cell("# Your answer here\n")
