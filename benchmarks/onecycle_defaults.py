@@ -25,6 +25,7 @@ CONFIGS = {
     "fastai 2.8 defaults": {},
     "v1's Adam eps (1e-8)": dict(eps=1e-8),
     "all v1 defaults": dict(eps=1e-8, pct_start=0.3, div_final=25e4, wd_bn_bias=True, drop_last=True),
+    "batch size 48": dict(bs=48),
     "batch size 32": dict(bs=32),
     "batch size 32 + eps 1e-8": dict(bs=32, eps=1e-8),
 }
