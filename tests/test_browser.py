@@ -113,18 +113,18 @@ def jupyter_lab(tmp_path):
         log.close()
 
 
-def first_plot_cell(nb) -> int:
-    return next(i for i, c in enumerate(nb.cells) if any("image/png" in o.get("data", {}) for o in c.get("outputs", [])))
+def plot_cells(nb) -> list[int]:
+    """The cells that store a drawing, in order."""
+    return [i for i, c in enumerate(nb.cells) if any("image/png" in o.get("data", {}) for o in c.get("outputs", []))]
 
 
 def test_a_lesson_runs_in_jupyterlab(browser, jupyter_lab):
     base, token, lessons = jupyter_lab
     nb = nbformat.read(LESSON, as_version=4)
-    run_to = first_plot_cell(nb)  # run every cell up to and including the first one that draws
+    # run every cell up to and including the first one that draws; the next drawing stays as stored
+    run_to, later_plot = plot_cells(nb)[:2]
     shapes = next(i for i, c in enumerate(nb.cells) if "load_3s_and_7s" in c.source)
     stored_text = nb.cells[shapes].outputs[0]["data"]["text/plain"]
-    later_plot = next(i for i, c in enumerate(nb.cells) if i > run_to and c.cell_type == "code"
-                      and any("image/png" in o.get("data", {}) for o in c.outputs))
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(60_000)

@@ -248,26 +248,22 @@ def slides(out: Path, paths: list[Path]) -> list[Path]:
     return written
 
 
-def site(out: Path, paths: list[Path], with_slides: bool = True) -> list[Path]:
-    """Every lesson, as executed and stored, as a page; `index.html` lists them in order."""
+def site(out: Path, paths: list[Path]) -> list[Path]:
+    """Every lesson, as executed and stored, as a page beside its deck; `index.html` lists them in order."""
     out.mkdir(parents=True, exist_ok=True)
     _copy_assets(out, reveal=False)
-    if with_slides:
-        slides(out / "slides", paths)
+    slides(out / "slides", paths)
     exp, written, items = _exporter("site"), [], []
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         name = title(nb)
-        resources = {"metadata": {"name": name}}
-        if with_slides:
-            resources["sgd_slides"] = f"slides/{path.stem}.slides.html"
+        resources = {"metadata": {"name": name}, "sgd_slides": f"slides/{path.stem}.slides.html"}
         body, _ = exp.from_notebook_node(_without_colab_cells(nb), resources=resources)
         target = out / f"{path.stem}.html"
         target.write_text(body, encoding="utf-8")
         written.append(target)
-        slide_link = f' · <a href="slides/{path.stem}.slides.html">slides</a>' if with_slides else ""
         label = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(name))
-        items.append(f'  <li><a href="{path.stem}.html">{label}</a>{slide_link}</li>')
+        items.append(f'  <li><a href="{path.stem}.html">{label}</a> · <a href="slides/{path.stem}.slides.html">slides</a></li>')
     index = out / "index.html"
     index.write_text(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>SGD, from scratch to fastai</title>\n"
