@@ -144,8 +144,9 @@ def train_model(model: torch.nn.Module | Callable[[Tensor], Tensor], epochs: int
 
 # ----------------------------------------------------------------------------- batches
 class TensorBatches(Sampler):
-    """Batches of indices, as index tensors, in the order `RandomSampler` (shuffle) or
-    `SequentialSampler` would give them with the same generator."""
+    """Batches of indices in the order `RandomSampler` (shuffle) or `SequentialSampler` would give them
+    with the same generator: index tensors when shuffled, `slice`s when not (a slice of a tensor is a
+    view of it, so an unshuffled batch costs no copy, like `x[i:i + batch_size]` in a hand-written loop)."""
 
     def __init__(self, n: int, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
                  drop_last: bool = False):
@@ -155,18 +156,29 @@ class TensorBatches(Sampler):
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
     def __iter__(self):
+        stop = len(self) * self.batch_size if self.drop_last else self.n
+        if not self.shuffle:
+            for i in range(0, stop, self.batch_size):
+                yield slice(i, min(i + self.batch_size, stop))
+            return
         g = self.generator
-        if self.shuffle and g is None:  # what RandomSampler does without a generator
+        if g is None:  # what RandomSampler does without a generator
             g = torch.Generator()
             g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=g)
-            torch.randperm(self.n, generator=g)  # RandomSampler draws (and drops) a second one per pass: stay in step
-        else:
-            order = torch.arange(self.n)
-        stop = len(self) * self.batch_size if self.drop_last else self.n
+        order = torch.randperm(self.n, generator=g)
+        torch.randperm(self.n, generator=g)  # RandomSampler draws (and drops) a second one per pass: stay in step
         for i in range(0, stop, self.batch_size):
             yield order[i:i + self.batch_size]
+
+
+class _Rows(TensorDataset):
+    """A `TensorDataset` that takes a batch of rows, given as an index tensor, with `index_select`:
+    on the CPU about twice as fast as `x[index]`, the same rows."""
+
+    def __getitem__(self, index):
+        if isinstance(index, Tensor):
+            return tuple(t.index_select(0, index.to(t.device)) for t in self.tensors)
+        return super().__getitem__(index)
 
 
 def tensor_loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False,
@@ -175,9 +187,10 @@ def tensor_loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False,
 
     Same batches as `DataLoader(TensorDataset(x, y), batch_size, shuffle)` with the same generator
     (checked by the tests), without fetching and collating items one by one; the tensors stay on
-    their device.
+    their device. Unshuffled batches are views of `x` and `y` (change one in place and you change
+    the data); shuffled ones are copies.
     """
-    ds = TensorDataset(x, y)
+    ds = _Rows(x, y)
     # DataLoader draws a worker seed from `generator` at the start of each pass, as it does with shuffle=True.
     return DataLoader(ds, sampler=TensorBatches(len(ds), batch_size, shuffle, generator, drop_last), batch_size=None,
                       generator=generator)

@@ -118,6 +118,15 @@ def test_tensor_loader_sequential_and_drop_last(n, bs):
         assert [b[1].tolist() for b in slow] == [b[1].tolist() for b in fast]
 
 
+def test_tensor_loader_copies_only_what_it_must():
+    x, y = torch.arange(20.0).view(10, 2), torch.arange(10)
+    xb, yb = next(iter(sgd.tensor_loader(x, y, 4)))  # unshuffled: a view, as x[0:4] is
+    assert xb.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() and torch.equal(xb, x[:4])
+    xb, yb = next(iter(sgd.tensor_loader(x, y, 4, shuffle=True, generator=torch.Generator().manual_seed(0))))
+    xb += 100  # shuffled: a copy, so the data stay as they were
+    assert torch.equal(x, torch.arange(20.0).view(10, 2)) and torch.equal(xb - 100, x[yb])
+
+
 def test_tensor_loader_without_generator_follows_the_global_seed():
     x, y = torch.randn(50, 2), torch.arange(50)
     torch.manual_seed(3)
