@@ -13,9 +13,13 @@ LONGEST_FIRST = [  # about how many seconds each takes
     "tests/test_browser.py",  # 22
     "notebooks/02_linear_and_optimizer.ipynb",  # 13
     "notebooks/01_manual_sgd.ipynb",  # 13
-    "tests/test_harness.py",  # 12
+    "tests/test_harness.py",  # 5
     "tests/test_classroom.py",  # 10
 ]
+
+# tests/test_harness.py runs the demo notebook unchanged and in edited variants, in one kernel;
+# collecting it here as well would start a kernel and import torch once more for the same check.
+collect_ignore = ["tests/nbval_demo.ipynb"]
 
 
 def pytest_collection_modifyitems(session, config, items):
