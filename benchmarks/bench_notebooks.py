@@ -6,7 +6,8 @@ Runs, with `OMP_NUM_THREADS=1` as `make test` does:
 1. each notebook alone (`pytest -p no:xdist notebooks/NN.ipynb`), and their sum;
 2. all notebooks in one pytest process, one after another;
 3. all notebooks on every core (`-n auto --dist loadfile`);
-4. the whole suite as `make test` runs it.
+4. the notebooks and the unit tests on every core (the suite without the browser and site builds);
+5. the whole suite as `make test` runs it.
 Each line is one pytest run: its own count of passed tests and its wall time.
 """
 
@@ -47,6 +48,9 @@ def main() -> None:
     summary, wall_par = pytest("-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder", *notebooks)
     print(f"{'all notebooks, -n auto --dist loadfile':45s} {wall_par:6.1f} s   ({summary})")
     print(f"{'ratio, in turn / on all cores':45s} {wall / wall_par:6.2f}x")
+    summary, wall = pytest("-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder",
+                           "--ignore", "tests/test_browser.py", "--ignore", "tests/test_classroom.py")
+    print(f"{'notebooks + unit tests, -n auto':45s} {wall:6.1f} s   ({summary})")
     summary, wall = pytest("-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder")
     print(f"{'whole suite (make test)':45s} {wall:6.1f} s   ({summary})")
 

@@ -28,10 +28,14 @@ CONFIGS = {
     "batch size 48": dict(bs=48),
     "batch size 32": dict(bs=32),
     "batch size 32 + eps 1e-8": dict(bs=32, eps=1e-8),
+    "lr 2e-2": dict(lr=2e-2),
+    "lr 3e-2": dict(lr=3e-2),
+    "lr 2e-2 + eps 1e-8": dict(lr=2e-2, eps=1e-8),
 }
 
 
-def run(m, seed, device, eps=1e-5, pct_start=0.25, div_final=1e5, wd_bn_bias=False, drop_last=False, bs=64):
+def run(m, seed, device, eps=1e-5, pct_start=0.25, div_final=1e5, wd_bn_bias=False, drop_last=False, bs=64,
+        lr=1e-2):
     from fastai.basics import Adam, DataLoaders, Learner, accuracy
 
     helpers.seed_everything(seed)
@@ -42,7 +46,7 @@ def run(m, seed, device, eps=1e-5, pct_start=0.25, div_final=1e5, wd_bn_bias=Fal
     learn = Learner(dls, Mnist_NN().to(device), loss_func=nn.CrossEntropyLoss(), metrics=accuracy,
                     opt_func=partial(Adam, eps=eps), wd_bn_bias=wd_bn_bias)
     with learn.no_bar(), learn.no_logging():
-        learn.fit_one_cycle(1, 1e-2, pct_start=pct_start, div_final=div_final)
+        learn.fit_one_cycle(1, lr, pct_start=pct_start, div_final=div_final)
     return learn.recorder.values[-1][2]
 
 
