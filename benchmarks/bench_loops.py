@@ -55,7 +55,7 @@ def helpers_loader(x, y, bs, seed):
     return sgd.tensor_loader(x, y, bs, shuffle=True, generator=torch.Generator().manual_seed(seed))
 
 
-def report(name, t_seed, t_ours, floor_s, unit, t_steps=None):
+def report(t_seed, t_ours, floor_s, unit, t_steps=None):
     print(f"  seeds' way   : {t_seed:8.3f} s")
     print(f"  helpers' way : {t_ours:8.3f} s")
     print(f"  ratio        : {t_seed / t_ours:8.1f}x faster")
@@ -91,12 +91,12 @@ def lesson01(device, epochs, repeat):
     assert acc_seed == acc_ours == acc_steps, (acc_seed, acc_ours, acc_steps)
     print(f"1a. lesson 01 exactly as the seed (fastai DataLoader over a list, unshuffled), {epochs} epochs of "
           f"{len(x)} images: same accuracies {acc_ours[-1]:.4f} both ways")
-    report("lesson01-seed", t_seed, t_ours, floor, "2 reads of 39 MB per epoch at 10 GB/s", t_steps)
+    report(t_seed, t_ours, floor, "2 reads of 39 MB per epoch at 10 GB/s", t_steps)
 
     t_seed, acc_seed, t_ours, acc_ours = best_of([lambda: train(seeds_loader), lambda: train(helpers_loader)], repeat)
     assert acc_seed == acc_ours, (acc_seed, acc_ours)
     print(f"1b. lesson 01, PyTorch DataLoader over a list, shuffled, {epochs} epochs: same accuracies {acc_ours[-1]:.4f} both ways")
-    report("lesson01", t_seed, t_ours, floor, "2 reads of 39 MB per epoch at 10 GB/s", t_steps)  # same steps as 1a
+    report(t_seed, t_ours, floor, "2 reads of 39 MB per epoch at 10 GB/s", t_steps)  # same steps as 1a
 
 
 def mnist_nn_pass(device, repeat):
@@ -117,7 +117,7 @@ def mnist_nn_pass(device, repeat):
     assert l_steps == l_ours
     print(f"2. lesson 04 Mnist_NN pass, SGD + weight decay, {len(l_ours)} batches of 64: same losses both ways")
     flops = 3 * 2 * x.shape[0] * (784 * 50 + 50 * 10)  # forward + backward ~ 3x forward multiply-adds
-    report("mnist_nn", t_seed, t_ours, flops / 50e9, f"{flops / 1e9:.0f} GFLOP at 50 GFLOP/s", t_steps)
+    report(t_seed, t_ours, flops / 50e9, f"{flops / 1e9:.0f} GFLOP at 50 GFLOP/s", t_steps)
     return m
 
 

@@ -157,18 +157,15 @@ class TensorBatches(Sampler):
 
     def __iter__(self):
         stop = len(self) * self.batch_size if self.drop_last else self.n
-        if not self.shuffle:
-            for i in range(0, stop, self.batch_size):
-                yield slice(i, min(i + self.batch_size, stop))
-            return
-        g = self.generator
-        if g is None:  # what RandomSampler does without a generator
-            g = torch.Generator()
-            g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
-        order = torch.randperm(self.n, generator=g)
-        torch.randperm(self.n, generator=g)  # RandomSampler draws (and drops) a second one per pass: stay in step
+        if self.shuffle:
+            g = self.generator
+            if g is None:  # what RandomSampler does without a generator
+                g = torch.Generator()
+                g.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+            order = torch.randperm(self.n, generator=g)
+            torch.randperm(self.n, generator=g)  # RandomSampler draws (and drops) a second one per pass: stay in step
         for i in range(0, stop, self.batch_size):
-            yield order[i:i + self.batch_size]
+            yield order[i:i + self.batch_size] if self.shuffle else slice(i, i + self.batch_size)
 
 
 class _Rows(TensorDataset):
