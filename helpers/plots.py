@@ -1,14 +1,16 @@
-"""The pictures of the lessons: digits, weights as images, training curves, the seven steps."""
+"""The pictures of the lessons: digits, weights as images, training curves, diagrams."""
 
 from __future__ import annotations
 
+import re
+import shutil
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
-__all__ = ["show_images", "plot_history", "seven_steps"]
+__all__ = ["show_images", "plot_history", "gv"]
 
 
 def show_images(images: Tensor | Sequence[Tensor], titles: Sequence[str] | None = None, ncols: int = 8,
@@ -52,21 +54,71 @@ def plot_history(series: dict[str, Sequence[float]], xlabel: str = "epoch", ylab
     plt.show()
 
 
-def seven_steps():
-    """The training loop as a diagram: init, then predict, loss, gradient, step, repeated, then stop."""
-    steps = ["init", "predict", "loss", "gradient", "step", "stop"]
-    xs = [0, 1.6, 3.2, 4.8, 6.4, 8.0]
-    fig, ax = plt.subplots(figsize=(9, 2.2))
-    for x, s in zip(xs, steps):
-        ax.text(x, 0, s, ha="center", va="center", fontsize=11,
-                bbox=dict(boxstyle="round,pad=0.4", fc="#e8f0fe" if s not in ("init", "stop") else "#f3f3f3",
-                          ec="#4a6fa5"))
-    for a, b in zip(xs[:-1], xs[1:]):
-        ax.annotate("", xy=(b - 0.55, 0), xytext=(a + 0.55, 0), arrowprops=dict(arrowstyle="->", color="#4a6fa5"))
-    ax.annotate("", xy=(1.6, 0.28), xytext=(6.4, 0.28),
-                arrowprops=dict(arrowstyle="->", color="#c0504d", connectionstyle="arc3,rad=0.35"))
-    ax.text(4.0, 0.95, "repeat", ha="center", color="#c0504d", fontsize=10)
-    ax.set_xlim(-0.8, 8.8)
+def _graphviz_available() -> bool:
+    """True where the `graphviz` package and its `dot` program are both installed."""
+    if shutil.which("dot") is None:
+        return False
+    try:
+        import graphviz  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def gv(source: str):
+    """A diagram from DOT edges such as ``"a->b->c; c->a[label=again]"``, drawn left to right.
+
+    fastbook's ``gv`` does the same (``graphviz.Source('digraph G{ rankdir="LR"' + s + '; }')``);
+    importing fastbook costs seconds, so this is its copy on the `graphviz` package alone. Where
+    graphviz (the package or its ``dot`` program) is missing, the same edges are drawn with
+    matplotlib: the nodes in a row in order of appearance, edges back along the row as arcs.
+    """
+    if _graphviz_available():
+        import graphviz
+
+        return graphviz.Source('digraph G{ rankdir="LR"' + source + "; }")
+    _draw_edges(_parse_edges(source))
+    return None
+
+
+_EDGE_CHAIN = re.compile(r"^(?P<chain>[^\[]+?)\s*(?:\[\s*label\s*=\s*\"?(?P<label>[^\]\"]*)\"?\s*\])?$")
+
+
+def _parse_edges(source: str) -> list[tuple[str, str, str]]:
+    """The edges ``(from, to, label)`` of DOT statements ``a->b->c`` and ``a->b[label=x]``, one per line or ``;``."""
+    edges = []
+    for statement in re.split(r"[;\n]", source):
+        statement = statement.strip()
+        if not statement:
+            continue
+        m = _EDGE_CHAIN.match(statement)
+        nodes = [n.strip() for n in m["chain"].split("->")] if m else []
+        if len(nodes) < 2 or not all(nodes):
+            raise ValueError(f"cannot draw {statement!r}: write edges as a->b->c or a->b[label=text]")
+        edges += [(a, b, m["label"] or "") for a, b in zip(nodes, nodes[1:])]
+    return edges
+
+
+def _draw_edges(edges: list[tuple[str, str, str]]) -> None:
+    """Nodes in a row, forward edges between neighbours as straight arrows, every other edge as a labelled arc."""
+    order = list(dict.fromkeys(n for a, b, _ in edges for n in (a, b)))
+    pos = {n: i for i, n in enumerate(order)}
+    x = {n: 1.6 * i for n, i in pos.items()}
+    fig, ax = plt.subplots(figsize=(1.5 * len(order), 2.2))
+    for n in order:
+        ax.text(x[n], 0, n, ha="center", va="center", fontsize=11,
+                bbox=dict(boxstyle="round,pad=0.4", fc="#e8f0fe", ec="#4a6fa5"))
+    for a, b, label in edges:
+        if pos[b] == pos[a] + 1:
+            ax.annotate("", xy=(x[b] - 0.55, 0), xytext=(x[a] + 0.55, 0),
+                        arrowprops=dict(arrowstyle="->", color="#4a6fa5"))
+            if label:
+                ax.text((x[a] + x[b]) / 2, 0.12, label, ha="center", fontsize=9, color="#4a6fa5")
+        else:
+            ax.annotate("", xy=(x[b], 0.28), xytext=(x[a], 0.28),
+                        arrowprops=dict(arrowstyle="->", color="#c0504d", connectionstyle="arc3,rad=0.35"))
+            ax.text((x[a] + x[b]) / 2, 0.28 + 0.1 * abs(x[b] - x[a]), label, ha="center", color="#c0504d", fontsize=10)
+    ax.set_xlim(-0.8, x[order[-1]] + 0.8)
     ax.set_ylim(-0.5, 1.2)
     ax.axis("off")
     fig.tight_layout()

@@ -154,3 +154,46 @@ def test_baseline_distance_broadcasts():
 def test_stack_3s_and_7s():
     x, y = sgd.stack_3s_and_7s(torch.zeros(2, 28, 28), torch.ones(3, 28, 28))
     assert x.shape == (5, 784) and y.view(-1).tolist() == [1, 1, 0, 0, 0]
+
+
+# ----------------------------------------------------------------------------- helpers.plots.gv (lesson 00's diagram)
+SEVEN_STEPS = "init->predict->loss->gradient->step->stop\nstep->predict[label=repeat]"
+
+
+def test_gv_is_a_left_to_right_graphviz_digraph():
+    from helpers import plots
+
+    if not plots._graphviz_available():
+        pytest.skip("graphviz (the Python package and its `dot` program) is not installed")
+    g = plots.gv(SEVEN_STEPS)
+    assert g.source.strip() == 'digraph G{ rankdir="LR"' + SEVEN_STEPS + "; }"
+    svg = g.pipe(format="svg").decode()
+    assert all(f">{word}</text>" in svg for word in ("init", "predict", "stop", "repeat"))
+
+
+def test_gv_draws_the_same_edges_with_matplotlib_without_graphviz(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers import plots
+
+    monkeypatch.setattr(plots.shutil, "which", lambda name: None)  # no `dot` program
+    monkeypatch.setattr(plt, "show", lambda: None)
+    plt.close("all")
+    assert plots.gv(SEVEN_STEPS) is None
+    ax = plt.gcf().axes[0]
+    texts = [t.get_text() for t in ax.texts if t.get_text()]
+    assert texts == ["init", "predict", "loss", "gradient", "step", "stop", "repeat"]
+    arrows = [t for t in ax.texts if not t.get_text()]
+    assert len(arrows) == 6  # five along the row, one arc back
+    plt.close("all")
+
+
+def test_gv_fallback_refuses_what_it_cannot_draw():
+    from helpers import plots
+
+    assert plots._parse_edges("a->b[label=x]; b->c") == [("a", "b", "x"), ("b", "c", "")]
+    with pytest.raises(ValueError, match="a->b->c"):
+        plots._parse_edges("a -- b")
