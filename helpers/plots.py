@@ -38,14 +38,18 @@ def show_images(images: Tensor | Sequence[Tensor], titles: Sequence[str] | None 
 
 
 def plot_history(series: dict[str, Sequence[float]], xlabel: str = "epoch", ylabel: str = "",
-                 title: str = "", reference: dict[str, float] | None = None):
-    """Curves (one per name) against their step number, with optional horizontal reference lines."""
+                 title: str = "", reference: dict[str, float] | None = None, first: int = 1):
+    """Curves (one per name) against their step number, with optional horizontal reference lines.
+
+    ``first`` is the number of the step the first value was measured after (1 unless the history
+    starts later, as when a run continues one that was measured on its own).
+    """
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for name, ys in series.items():
-        ax.plot(range(1, len(ys) + 1), list(ys), marker="o" if len(ys) <= 30 else None, ms=3, label=name)
+        ax.plot(range(first, first + len(ys)), list(ys), marker="o" if len(ys) <= 30 else None, ms=3, label=name)
     for name, y in (reference or {}).items():
         ax.axhline(y, ls="--", lw=1, color="grey")
-        ax.annotate(name, (1, y), textcoords="offset points", xytext=(2, 3), fontsize=8, color="grey")
+        ax.annotate(name, (first, y), textcoords="offset points", xytext=(2, 3), fontsize=8, color="grey")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     if len(series) > 1:

@@ -197,3 +197,20 @@ def test_gv_fallback_refuses_what_it_cannot_draw():
     assert plots._parse_edges("a->b[label=x]; b->c") == [("a", "b", "x"), ("b", "c", "")]
     with pytest.raises(ValueError, match="a->b->c"):
         plots._parse_edges("a -- b")
+
+
+def test_plot_history_numbers_steps_from_first(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from helpers import plots
+
+    monkeypatch.setattr(plt, "show", lambda: None)
+    plt.close("all")
+    plots.plot_history({"acc": [0.5, 0.6, 0.7]})
+    assert list(plt.gcf().axes[0].lines[0].get_xdata()) == [1, 2, 3]
+    plots.plot_history({"acc": [0.5, 0.6, 0.7]}, first=2)  # a history measured after epochs 2, 3 and 4
+    assert list(plt.gcf().axes[0].lines[0].get_xdata()) == [2, 3, 4]
+    plt.close("all")
