@@ -24,13 +24,22 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tools import classroom
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("SGD_ARTIFACTS", ROOT / "artifacts"))
-LESSON = ROOT / "notebooks" / "00_baseline_and_gradients.ipynb"
+LESSON = classroom.lesson("00")  # the first lesson: what a learner opens first
 # Chromium on a machine without internet: no background requests, no sandbox when root.
-CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 def _need_browser():
@@ -76,16 +85,32 @@ def jupyter_lab(tmp_path):
     shutil.copytree(ROOT / "notebooks", lessons, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     settings = tmp_path / "lab-settings"
     # show every cell (no virtual scrolling) and ask for no news: the page must not reach the internet
-    for plugin, values in {"notebook-extension/tracker": {"windowingMode": "none"},
-                           "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False}}.items():
+    for plugin, values in {
+        "notebook-extension/tracker": {"windowingMode": "none"},
+        "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    }.items():
         ext, name = plugin.split("/")
         (settings / "@jupyterlab" / ext).mkdir(parents=True, exist_ok=True)
         (settings / "@jupyterlab" / ext / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
     port, token = free_port(), secrets.token_hex(16)
-    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"),
-               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lessons}"]
+    env = dict(
+        os.environ,
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+        OMP_NUM_THREADS="1",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={lessons}",
+    ]
     cmd += ["--allow-root"] if os.geteuid() == 0 else []
     log = open(tmp_path / "jupyter.log", "w")
     server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -165,19 +190,23 @@ def test_a_lesson_runs_in_jupyterlab(browser, jupyter_lab):
 
 
 def test_a_slide_deck_works_without_the_internet(browser, tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("classroom", ROOT / "tools" / "classroom.py")
-    classroom = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(classroom)
-    deck = classroom.slides(tmp_path, [ROOT / "notebooks" / "04_full_mnist_fastai.ipynb"])[0]
+    deck = classroom.slides(tmp_path, [classroom.lesson("04")])[0]  # plots, tables and math
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     asked = []
-    page.route("**/*", lambda route: (asked.append(route.request.url), route.abort()) if not route.request.url.startswith("file:") else route.continue_())
+    page.route(
+        "**/*",
+        lambda route: (
+            (asked.append(route.request.url), route.abort())
+            if not route.request.url.startswith("file:")
+            else route.continue_()
+        ),
+    )
     page.goto(deck.as_uri())
     page.wait_for_function("() => window.Reveal && Reveal.isReady()")
-    page.wait_for_function("() => window.MathJax && MathJax.Hub && document.querySelector('.MathJax, .MathJax_CHTML, .MathJax_Display')")
+    page.wait_for_function(
+        "() => window.MathJax && MathJax.Hub && document.querySelector('.MathJax, .MathJax_CHTML, .MathJax_Display')"
+    )
     total = page.evaluate("() => Reveal.getTotalSlides()")
     assert total > 10
     page.keyboard.press("ArrowRight")

@@ -53,14 +53,3 @@ def test_helpers_import_from_the_notebooks_folder_without_fastai():
     notebooks = Path(__file__).resolve().parent.parent / "notebooks"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=notebooks)
     assert out.stdout.strip() == "False"
-
-
-def test_lessons_00_to_02_use_torch_and_helpers_only():
-    import json
-    from pathlib import Path
-
-    for nb in sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("0[0-2]_*.ipynb")):
-        cells = json.loads(nb.read_text())["cells"]
-        # the Colab set-up cell installs fastai there (untar_data downloads the data); no lesson cell uses it
-        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code" and c.get("id") != "colab-setup")
-        assert "fastai" not in code and "fastbook" not in code, nb.name

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import ast
 import json
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from helpers import sgd
+from tools import classroom
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = classroom.NOTEBOOKS
 
 
 def from_lesson(notebook: str, name: str, **namespace):
@@ -34,7 +34,7 @@ def from_lesson(notebook: str, name: str, **namespace):
     raise LookupError(f"{notebook} defines no {name}")
 
 
-L00, L01, L02 = "00_baseline_and_gradients.ipynb", "01_manual_sgd.ipynb", "02_linear_and_optimizer.ipynb"
+L00, L01, L02 = (classroom.lesson(n).name for n in ("00", "01", "02"))
 
 
 def data(n=300, seed=0):
@@ -79,8 +79,9 @@ def lesson01_loop(x, y, vx, vy, lr, epochs):
             loss = from_lesson(L01, "mnist_loss")
             calc_grad = from_lesson(L01, "calc_grad", mnist_loss=loss)
             train_epoch = from_lesson(L01, "train_epoch", calc_grad=calc_grad, dl=dl)
-            validate = from_lesson(L01, "validate_epoch", batch_accuracy=from_lesson(L01, "batch_accuracy"),
-                                   valid_dl=valid_dl, valid_x=vx)
+            validate = from_lesson(
+                L01, "validate_epoch", batch_accuracy=from_lesson(L01, "batch_accuracy"), valid_dl=valid_dl, valid_x=vx
+            )
             for _ in range(epochs):
                 train_epoch(model, lr, (w, b))
             results.append((validate(model), w.detach().clone()))
@@ -105,8 +106,14 @@ def test_basic_optim_and_train_model_of_lesson02():
     train_epoch = from_lesson(L02, "train_epoch", mnist_loss=sgd.mnist_loss)
     valid_dl = sgd.tensor_loader(vx, vy, 64)
     loader = lambda seed=42: sgd.tensor_loader(x, y, 32, shuffle=True, generator=torch.Generator().manual_seed(seed))  # noqa: E731
-    train_model = from_lesson(L02, "train_model", train_epoch=train_epoch, train_loader=loader,
-                              validate_epoch=sgd.validate_epoch, valid_dl=valid_dl)
+    train_model = from_lesson(
+        L02,
+        "train_model",
+        train_epoch=train_epoch,
+        train_loader=loader,
+        validate_epoch=sgd.validate_epoch,
+        valid_dl=valid_dl,
+    )
     torch.manual_seed(0)
     a = nn.Linear(784, 1)
     b = nn.Linear(784, 1)
@@ -117,7 +124,7 @@ def test_basic_optim_and_train_model_of_lesson02():
     assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
 
 
-L04 = "04_full_mnist_fastai.ipynb"
+L04 = classroom.lesson("04").name
 
 
 def test_lesson04_models_match_helpers():

@@ -1,13 +1,15 @@
 """The lessons as a class uses them: Colab set-up, slides, student copies and a static site.
 
-    python tools/classroom.py sync [--check]   # Colab badge + set-up cell + slide metadata in every lesson
+    python tools/classroom.py sync [--check]   # Colab cells + slide metadata in every lesson, README's lesson table
     python tools/classroom.py slides  [OUT]    # one offline reveal.js deck per lesson   (build/slides)
     python tools/classroom.py students [OUT]   # copies of the lessons without solutions (build/students)
     python tools/classroom.py site    [OUT]    # every lesson as HTML, with an index     (build/site)
 
-`sync` is the only command that edits `notebooks/`; it is idempotent, and `--check` reports what it
-would change (a test runs it). The repository address comes from one place, `[project.urls]` in
-`pyproject.toml`, and the fastai range from `requirements.txt`.
+The lessons are those listed in `lessons.toml`, in its order; every command refuses to run while a
+lesson notebook and that list disagree. `sync` is the only command that edits `notebooks/` and
+`README.md` (the table between the `<!-- lessons -->` markers); it is idempotent, and `--check`
+reports what it would change (a test runs it). The repository address comes from one place,
+`[project.urls]` in `pyproject.toml`, and the fastai range from `requirements.txt`.
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ import re
 import shutil
 import sys
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+MANIFEST = ROOT / "lessons.toml"
+README = ROOT / "README.md"
+TEMPLATE = NOTEBOOKS / "_template.ipynb"  # where a new lesson starts; not a lesson itself
+LESSON_FILE = re.compile(r"(\d\d)_[a-z0-9_]+\.ipynb")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 BRANCH = "main"
 SOLUTION = "solution"  # the tag of a cell that answers an exercise
@@ -32,9 +39,107 @@ BADGE_ID, SETUP_ID = "colab-badge", "colab-setup"
 COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
 
 
+# ------------------------------------------------------------------------------- the manifest
+@dataclass(frozen=True)
+class Lesson:
+    """One line of `lessons.toml`: the notebook's file name, what it teaches, what it imports."""
+
+    file: str
+    teaches: str
+    imports: tuple[str, ...]
+
+    @property
+    def number(self) -> str:
+        """The two digits that start its name: "00", "01", ..."""
+        return self.file[:2]
+
+    @property
+    def stem(self) -> str:
+        return self.file.removesuffix(".ipynb")
+
+
+def manifest(path: Path = MANIFEST) -> list[Lesson]:
+    """The lessons listed in `lessons.toml`, in teaching order, checked for form (not for files on disk:
+    see `manifest_problems`)."""
+    try:
+        rows = tomllib.loads(path.read_text(encoding="utf-8"))["lessons"]
+    except (OSError, tomllib.TOMLDecodeError, KeyError) as e:
+        raise SystemExit(
+            f"{path.name}: cannot read its `lessons = [...]` list ({e}); see the comment at its top"
+        ) from e
+    out: list[Lesson] = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or set(row) != {"file", "teaches", "imports"}:
+            raise SystemExit(f"{path.name}, lesson {i}: give exactly file, teaches and imports, not {row!r}")
+        if not LESSON_FILE.fullmatch(row["file"]):
+            raise SystemExit(f"{path.name}: {row['file']!r} must be NN_lowercase_words.ipynb (two digits first)")
+        imports = tuple(row["imports"])
+        if "torch" not in imports or not set(imports) <= {"torch", "fastai"}:
+            raise SystemExit(f'{path.name}: {row["file"]}: imports must be ["torch"] or ["torch", "fastai"]')
+        out.append(Lesson(row["file"], " ".join(row["teaches"].split()), imports))
+    numbers = [lesson.number for lesson in out]
+    if numbers != sorted(set(numbers)):
+        raise SystemExit(f"{path.name}: list the lessons once each, in the order of their numbers (got {numbers})")
+    return out
+
+
+def lesson_files_on_disk(folder: Path = NOTEBOOKS) -> list[str]:
+    """Every notebook in `folder` whose name makes it a lesson (two digits and an underscore first)."""
+    return sorted(p.name for p in folder.glob("[0-9][0-9]_*.ipynb"))
+
+
+def manifest_problems(folder: Path = NOTEBOOKS, path: Path = MANIFEST) -> list[str]:
+    """What keeps `lessons.toml` and the lesson notebooks in `folder` from matching one to one; empty if they do."""
+    listed = [lesson.file for lesson in manifest(path)]
+    on_disk = lesson_files_on_disk(folder)
+    return [
+        f"{name} is in notebooks/ but not in {path.name}: add its line there" for name in on_disk if name not in listed
+    ] + [
+        f"{name} is in {path.name} but not in notebooks/: add the notebook or remove the line"
+        for name in listed
+        if name not in on_disk
+    ]
+
+
 def lessons(folder: Path = NOTEBOOKS) -> list[Path]:
-    """The lessons in teaching order (their names start with two digits)."""
-    return sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    """The lesson notebooks in teaching order, as `lessons.toml` lists them."""
+    return [folder / lesson.file for lesson in manifest()]
+
+
+def lesson(number: str) -> Path:
+    """The lesson notebook whose name starts with `number` ("00", "04", ...), for the tests that need one."""
+    found = [p for p in lessons() if p.name.startswith(f"{number}_")]
+    if len(found) != 1:
+        raise LookupError(f"lessons.toml lists no lesson numbered {number!r}")
+    return found[0]
+
+
+# ------------------------------------------------------------------------ README's lesson table
+TABLE_START = "<!-- lessons: made from lessons.toml by `make sync`; edit that file, not this table -->"
+TABLE_END = "<!-- /lessons -->"
+
+
+def lesson_table(listed: list[Lesson]) -> str:
+    """The README's table of lessons, one row per line of the manifest."""
+    rows = [f"| [`{x.stem}`](notebooks/{x.file}) | {x.teaches} | {', '.join(x.imports)} |" for x in listed]
+    return "\n".join(["| notebook | what it teaches | imports |", "| --- | --- | --- |", *rows])
+
+
+def synced_readme(text: str, listed: list[Lesson]) -> str:
+    """`text` with the table between the lesson markers made anew from `listed`."""
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"README.md: put the lesson table between the lines\n{TABLE_START}\n{TABLE_END}")
+    return text[: start + len(TABLE_START)] + "\n" + lesson_table(listed) + "\n" + text[end:]
+
+
+def sync_readme(check: bool = False, path: Path = README, listed: list[Lesson] | None = None) -> bool:
+    """Bring the README's lesson table in line with the manifest; True if it was (check=True: is) out of line."""
+    text = path.read_text(encoding="utf-8")
+    new = synced_readme(text, manifest() if listed is None else listed)
+    if new != text and not check:
+        path.write_text(new, encoding="utf-8")
+    return new != text
 
 
 def repository() -> str:
@@ -42,7 +147,9 @@ def repository() -> str:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     url = meta["project"]["urls"]["Repository"].rstrip("/")
     if not re.fullmatch(r"https://github\.com/[\w.-]+/[\w.-]+", url):
-        raise SystemExit(f"pyproject.toml: [project.urls] Repository must be https://github.com/OWNER/NAME, not {url!r}")
+        raise SystemExit(
+            f"pyproject.toml: [project.urls] Repository must be https://github.com/OWNER/NAME, not {url!r}"
+        )
     return url
 
 
@@ -56,8 +163,10 @@ def fastai_requirement() -> str:
 
 def badge_source(name: str) -> str:
     url = repository().replace("https://github.com/", "https://colab.research.google.com/github/")
-    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-            f"({url}/blob/{BRANCH}/notebooks/{name})")
+    return (
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"({url}/blob/{BRANCH}/notebooks/{name})"
+    )
 
 
 def setup_source() -> str:
@@ -192,7 +301,10 @@ def _copy_assets(out: Path, reveal: bool) -> None:
         import jupyter_server_mathjax
         import sphinx_revealjs
     except ImportError as e:  # pragma: no cover - the message is the point
-        raise SystemExit(f"{e.name} is missing: install requirements-dev.txt (`make venv-dev`)") from e
+        raise SystemExit(
+            f"{e.name} is missing: install requirements-dev.txt (`make test` does it first, or "
+            "`.venv/bin/python -m pip install -r requirements-dev.txt`)"
+        ) from e
     assets = out / "assets"
     shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", assets / "mathjax", dirs_exist_ok=True)
     if reveal:
@@ -263,14 +375,18 @@ def site(out: Path, paths: list[Path]) -> list[Path]:
         target.write_text(body, encoding="utf-8")
         written.append(target)
         label = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(name))
-        items.append(f'  <li><a href="{path.stem}.html">{label}</a> · <a href="slides/{path.stem}.slides.html">slides</a></li>')
+        items.append(
+            f'  <li><a href="{path.stem}.html">{label}</a> · <a href="slides/{path.stem}.slides.html">slides</a></li>'
+        )
     index = out / "index.html"
     index.write_text(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>SGD, from scratch to fastai</title>\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head><meta charset="utf-8"><title>SGD, from scratch to fastai</title>\n'
         "<style>body{font-family:sans-serif;max-width:46em;margin:3em auto;line-height:1.5}li{margin:.4em 0}</style>\n"
         "</head>\n<body>\n<h1>SGD, from scratch to fastai</h1>\n"
         "<p>The lessons in order, as executed (outputs included). Run them yourself in JupyterLab or Colab.</p>\n"
-        "<ol>\n" + "\n".join(items) + "\n</ol>\n</body>\n</html>\n", encoding="utf-8")
+        "<ol>\n" + "\n".join(items) + "\n</ol>\n</body>\n</html>\n",
+        encoding="utf-8",
+    )
     return [index] + written
 
 
@@ -280,9 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", nargs="?", type=Path, help="output folder (default build/<command>)")
     p.add_argument("--check", action="store_true", help="sync: report, change nothing, exit 1 if out of line")
     args = p.parse_args(argv)
+    problems = manifest_problems()
+    if problems:
+        raise SystemExit("lessons.toml and notebooks/ disagree:\n" + "\n".join(problems))
     paths = lessons()
     if args.command == "sync":
-        stale = sync(paths, check=args.check)
+        stale = sync(paths, check=args.check) + (["README.md"] if sync_readme(check=args.check) else [])
         verb = "out of line" if args.check else "updated"
         print("\n".join(f"{name}: {verb}" for name in stale) or "all lessons in line")
         return 1 if (args.check and stale) else 0
