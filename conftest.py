@@ -17,6 +17,9 @@ LONGEST_FIRST = [  # about how many seconds each takes
     "tests/test_classroom.py",  # 10
 ]
 
+# Numbers in outputs are compared within each cell's tolerance (tests/nbval_tolerance.py).
+pytest_plugins = ["nbval_tolerance"]
+
 # tests/test_harness.py runs the demo notebook unchanged and in edited variants, in one kernel;
 # collecting it here as well would start a kernel and import torch once more for the same check.
 collect_ignore = ["tests/nbval_demo.ipynb"]

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "set_print_options", "setup"]
+__all__ = ["get_device", "inline_plots", "seed_everything", "set_print_options", "setup"]
 
 
 def get_device() -> torch.device:
@@ -47,6 +47,25 @@ def quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.script` is deprecated")
 
 
+def inline_plots() -> None:
+    """In a notebook, draw figures inline whatever ``MPLBACKEND`` says.
+
+    Jupyter's kernel picks the inline backend only when ``MPLBACKEND`` is unset; servers and CI
+    images often set it to ``Agg``, and the lessons' plots would then be drawn nowhere.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):  # a script or a terminal IPython: leave it alone
+        return
+    import matplotlib
+
+    if "inline" not in matplotlib.get_backend():
+        shell.run_line_magic("matplotlib", "inline")
+
+
 def setup(seed: int = 42) -> torch.device:
     """Seed everything, fix print and plot settings, and return the device the lesson will use."""
     seed_everything(seed)
@@ -55,6 +74,7 @@ def setup(seed: int = 42) -> torch.device:
     try:
         import matplotlib
 
+        inline_plots()
         matplotlib.rcParams["image.cmap"] = "Greys"
         matplotlib.rcParams["figure.dpi"] = 72
     except ImportError:  # plotting is optional for scripts

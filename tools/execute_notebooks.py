@@ -6,7 +6,10 @@ Stored outputs must come from one clean run (nbval compares them, readers see th
 editing a lesson, run this on it rather than saving a half-run notebook from JupyterLab.
 Runs on the CPU (SGD_DEVICE=cpu) with one torch thread (OMP_NUM_THREADS=1, as `make test` runs
 the notebooks), so that stored outputs are the ones CI reproduces: a float sum split over two
-threads rounds differently, and a training run's fourth decimal can move.
+threads rounds differently, and a training run's fourth decimal can move (cells that print such
+figures carry a measured "tolerance" in their metadata; see tests/nbval_tolerance.py).
+Cell metadata is left as it was: no execution timings are recorded, so a re-run changes only what
+the cells print.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from nbclient import NotebookClient
 def execute(path: Path, timeout: int = 600) -> float:
     nb = nbformat.read(path, as_version=4)
     t0 = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)  # timings stored by older runs or other tools
     nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
     return time.perf_counter() - t0
