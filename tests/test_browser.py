@@ -165,7 +165,13 @@ def test_a_lesson_runs_in_jupyterlab(browser, jupyter_lab):
         page.keyboard.press("Shift+Enter")
     # the plot drawn just now, by this server's kernel
     fresh = cells.nth(run_to).locator(".jp-OutputArea-output img")
-    fresh.wait_for()
+    try:
+        fresh.wait_for()
+    except Exception:  # what the page shows instead, for the CI artifacts
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        cells.nth(run_to).scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-lesson-00-no-plot.png"))
+        raise
     assert cells.nth(run_to).locator(".jp-InputArea-prompt").inner_text().strip() != "[ ]:"
     page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for()
     # a text output that the kernel printed, equal to the one stored (and checked by nbval)
