@@ -1,21 +1,62 @@
 # Two commands on a fresh machine:  `make lab` (the lessons) and `make test` (the whole test suite).
 # Each creates .venv, installs what it needs and this project, and provisions the data first.
+# Any step may be interrupted or fail (venv, pip, data): the same command, run again, finishes the job.
+# `make help` lists every target.
+SELF   := $(lastword $(MAKEFILE_LIST))
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEV    := $(VENV)/.installed-dev
+# The exact versions CI tested; `CONSTRAINTS=` installs whatever the ranges of requirements.txt resolve to.
+CONSTRAINTS ?= constraints/ci.txt
+PIP_FLAGS ?=
+PIP    := $(BIN)/python -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) $(PIP_FLAGS)
+NBVAL  := $(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+# A usable venv: its own prefix, Python 3.11+, a pip that runs. Anything less is made again.
+VENV_OK := $(BIN)/python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix or sys.version_info < (3, 11))' 2>/dev/null \
+	&& $(BIN)/python -m pip --version >/dev/null 2>&1
 
-.PHONY: lab lessons test data venv sync slides students site classroom clean-data
+.PHONY: help lab lessons test test-portability test-matrix test-latest test-colab test-cuda data venv constraints \
+	sync slides students site classroom clean-data
+.DELETE_ON_ERROR:
+
 lab: data            ## open the lessons in JupyterLab, with this venv's Python as the kernel
 	$(BIN)/jupyter lab $(ROOT_FLAG) notebooks/
+
+help:                ## list the targets and what each does
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(SELF)
 
 lessons: data        ## run every lesson top to bottom without a browser (results in build/executed/)
 	$(BIN)/jupyter nbconvert --to notebook --execute --output-dir build/executed notebooks/*.ipynb
 
 test: $(DEV) data    ## unit tests, classroom and browser tests, every notebook under nbval, on all cores
-	OMP_NUM_THREADS=1 $(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder
+	OMP_NUM_THREADS=1 $(NBVAL)
+
+test-portability: $(DEV) data  ## the notebooks under nbval with torch's own thread count and AVX2 kernels
+	env -u OMP_NUM_THREADS ATEN_CPU_CAPABILITY=avx2 $(NBVAL) notebooks
+
+test-matrix: $(DEV) data  ## the notebooks across thread counts and CPU kernels, as a grid (tools/matrix.py)
+	$(BIN)/python tools/matrix.py
+
+test-latest:         ## the suite on the newest releases the ranges allow (own venv .venv-latest, re-resolved each run)
+	rm -f .venv-latest/.installed .venv-latest/.installed-dev
+	$(MAKE) -f $(SELF) test VENV=.venv-latest CONSTRAINTS= PIP_FLAGS="--upgrade --upgrade-strategy eager"
+
+test-colab:          ## the suite on Colab's library versions, constraints/colab.txt (own venv .venv-colab)
+	$(MAKE) -f $(SELF) test VENV=.venv-colab CONSTRAINTS=constraints/colab.txt
+
+test-cuda: $(DEV) data  ## the notebooks under nbval on a CUDA GPU; fails if torch sees none
+	$(BIN)/python -c 'import sys, torch; sys.exit(None if torch.cuda.is_available() else "torch sees no CUDA device: this target needs a CUDA build of torch and a GPU")'
+	$(NBVAL) notebooks
+
+constraints:         ## record what $(VENV) holds as constraints/ci.txt (to re-pin: make test-latest, then VENV=.venv-latest)
+	@test -f $(DEV) || { echo "$(VENV) is not fully installed: run make test (or make test-latest) first" >&2; exit 1; }
+	{ echo "# The exact versions CI tested: make test and .ci/run install with -c constraints/ci.txt."; \
+	  echo "# Written by make constraints (pip freeze of $(VENV), $(shell $(BIN)/python -c 'import platform; print("Python", platform.python_version())' 2>/dev/null)); do not edit by hand."; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v ' @ ' | sed 's/+[A-Za-z0-9.]*$$//'; } > constraints/ci.txt.tmp
+	mv constraints/ci.txt.tmp constraints/ci.txt
 
 sync: $(STAMP)       ## Colab badge + set-up cell + slide metadata in every lesson (after editing one)
 	$(BIN)/python tools/classroom.py sync
@@ -29,20 +70,26 @@ students: $(DEV)     ## student copies without the solutions: build/students/
 site: $(DEV)         ## every lesson as HTML with an index (and the decks): build/site/index.html
 	$(BIN)/python tools/classroom.py site
 
-classroom: slides students site
+classroom: slides students site  ## slides, student copies and site in one go
 
 data: $(STAMP)       ## check/extract the datasets and build the tensor caches
 	$(BIN)/python -m helpers provision
 
-venv: $(STAMP)
-$(STAMP): requirements.txt pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -r requirements.txt
-	$(BIN)/python -m pip install -q --no-deps -e .
+venv: $(STAMP)       ## only create .venv and install the lessons' stack and this project
+# The stamp is written last, so an interrupted or failed step leaves it missing and the next run
+# repeats the steps: a broken venv is cleared and made again, pip finishes what it started.
+$(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
+	@if $(VENV_OK); then :; else \
+	  $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	    echo "The lessons need Python 3.11 or newer, and '$(PYTHON)' is not one. Install one, then run: make PYTHON=python3.12 $(or $(MAKECMDGOALS),lab)" >&2; exit 1; }; \
+	  echo "$(PYTHON) -m venv --clear $(VENV)"; $(PYTHON) -m venv --clear $(VENV) && $(VENV_OK); fi
+	@echo '*' > $(VENV)/.gitignore  # git ignores the venv, whatever its name (as Python 3.13's venv does)
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps -e .
 	touch $@
 
 $(DEV): $(STAMP) requirements-dev.txt
-	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
 	touch $@
 
 clean-data:          ## remove extracted datasets and caches (kept: data/README.md)
