@@ -98,3 +98,23 @@ def test_update_must_be_defined():
         p = torch.zeros(2, requires_grad=True)
         p.grad = torch.ones(2)
         O.Optimizer([p], {"lr": 0.1}).step()
+
+
+def lesson06(name, **ns):
+    from test_lessons_agree import from_lesson
+
+    nb = "06_optimizers_and_schedules.ipynb"
+    base = {"Optimizer": from_lesson(nb, "Optimizer"), "decay": from_lesson(nb, "decay")}
+    return from_lesson(nb, name, **base, **ns)
+
+
+@pytest.mark.parametrize("name, make_ours, make_helpers", [
+    ("SGD", lambda c, p: c(p, 0.03, mom=0.9, wd=1e-2, decouple_wd=False), lambda p: O.SGD(p, 0.03, mom=0.9, wd=1e-2, decouple_wd=False)),
+    ("SGD", lambda c, p: c(p, 0.03, mom=0.9, wd=1e-2), lambda p: O.SGD(p, 0.03, mom=0.9, wd=1e-2)),
+    ("RMSProp", lambda c, p: c(p, 1e-3, wd=1e-2), lambda p: O.RMSProp(p, 1e-3, wd=1e-2)),
+    ("Adam", lambda c, p: c(p, 1e-3), lambda p: O.Adam(p, 1e-3)),
+    ("Adam", lambda c, p: c(p, 1e-3, decouple_wd=False), lambda p: O.Adam(p, 1e-3, decouple_wd=False)),
+])
+def test_lesson06_optimizers_match_helpers(name, make_ours, make_helpers):
+    cls = lesson06(name)
+    assert torch.equal(train(lambda p: make_ours(cls, p)), train(make_helpers))

@@ -112,3 +112,48 @@ def test_one_cycle_drives_torch_optimizers_too():
     S.fit_one_cycle(learn, 1, 1e-2)
     assert learn.opt.param_groups[0]["betas"][0] == pytest.approx(learn.recorder.hps["mom"][-1])
     assert math.isclose(learn.recorder.hps["mom"][0], 0.95) and len(learn.recorder.hps["lr"]) == 20
+
+
+def lesson06(name, **ns):
+    from test_lessons_agree import from_lesson
+
+    return from_lesson("06_optimizers_and_schedules.ipynb", name, math=math, **ns)
+
+
+def test_lesson06_schedules_and_valley_match_helpers():
+    sched_cos = lesson06("sched_cos")
+    combined = lesson06("combined_cos", sched_cos=sched_cos)
+    ours, theirs = combined(0.25, 4e-4, 1e-2, 1e-7), S.combined_cos(0.25, 4e-4, 1e-2, 1e-7)
+    assert all(ours(i / 97) == theirs(i / 97) for i in range(98))
+    valley = lesson06("valley")
+    g = torch.Generator().manual_seed(3)
+    for _ in range(10):
+        losses = torch.randn(60, generator=g).cumsum(0).tolist()
+        assert valley(losses) == S.valley(list(range(60)), losses)
+
+
+def test_lesson06_one_cycle_callback_matches_helpers():
+    sched_cos = lesson06("sched_cos")
+    OneCycle = lesson06("OneCycle", Callback=L.Callback, combined_cos=lesson06("combined_cos", sched_cos=sched_cos))
+    a, b = ours(n=640), ours(n=640)
+    cb = OneCycle(1e-2)
+    a.fit(2, cbs=[cb])
+    S.fit_one_cycle(b, 2, 1e-2)
+    assert cb.hps == b.recorder.hps and a.recorder.losses == b.recorder.losses
+
+
+def test_lesson06_lr_finder_matches_helpers():
+    import copy
+
+    ns = dict(Callback=L.Callback, CancelFitException=L.CancelFitException, CancelValidException=L.CancelValidException,
+              copy=copy, set_lr=lesson06("set_lr"))
+    LRFinder = lesson06("LRFinder", **ns)
+    for name in ("after_batch", "before_validate", "after_fit"):  # the lesson attaches these from a second cell
+        setattr(LRFinder, name, lesson06(name, **ns))
+    lr_find = lesson06("lr_find", LRFinder=LRFinder, valley=lesson06("valley"))
+    a, b = ours(), ours()
+    finder, suggestion, index = lr_find(a)
+    res = S.lr_find(b)
+    assert finder.lrs == res.lrs and finder.losses == pytest.approx(res.losses, rel=1e-12)
+    assert (suggestion, index) == (res.valley, res.index)
+    assert all(torch.equal(p, q) for p, q in zip(a.model.parameters(), b.model.parameters()))
