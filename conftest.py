@@ -3,19 +3,18 @@
 `make test` runs `pytest -n auto --dist loadfile --no-loadscope-reorder`: each file goes whole to one
 worker, in collection order, so starting the long ones first keeps both cores busy to the end
 (the default order, by number of items, left the 20-second browser test for last). Items inside a
-file keep their order: a notebook's cells must run top to bottom. Figures from `--durations`
-on a 2-core machine; files not listed keep their places after these.
+file keep their order: a notebook's cells must run top to bottom. Files not listed keep their
+places after these.
 """
 
-LONGEST_FIRST = [  # about how many seconds each takes
-    "notebooks/04_full_mnist_fastai.ipynb",  # 30
-    "notebooks/03_fastai_learner.ipynb",  # 23
-    "tests/test_browser.py",  # 22
-    "notebooks/02_linear_and_optimizer.ipynb",  # 13
-    "notebooks/01_manual_sgd.ipynb",  # 13
-    "tests/test_harness.py",  # 5
-    "tests/test_classroom.py",  # 10
-]
+from tools.classroom import lessons
+
+# about how long each takes on 2 cores, longest first: lessons 04-07 and 03 (25-35 s each), the
+# browser test (22 s), the other lessons (10-15 s), the nbval harness and the classroom builds
+_by_number = {p.name[:2]: f"notebooks/{p.name}" for p in lessons()}
+_LONG = [_by_number[n] for n in ("04", "06", "07", "05", "03") if n in _by_number]
+LONGEST_FIRST = [*_LONG, "tests/test_browser.py", *(f for n, f in sorted(_by_number.items()) if f not in _LONG),
+                 "tests/test_harness.py", "tests/test_classroom.py"]
 
 # Numbers in outputs are compared within each cell's tolerance (tests/nbval_tolerance.py).
 pytest_plugins = ["nbval_tolerance"]

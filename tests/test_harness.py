@@ -22,9 +22,11 @@ import pytest
 
 from nbval_tolerance import NUMBER, tolerance_of
 
+from tools.classroom import lesson
+
 HERE = Path(__file__).parent
 DEMO = json.loads((HERE / "nbval_demo.ipynb").read_text())
-LESSON_04 = json.loads((HERE.parent / "notebooks" / "04_full_mnist_fastai.ipynb").read_text())
+LESSON_04 = json.loads(lesson("04").read_text())
 
 
 def code_cell(nb: dict, source_start: str) -> dict:
