@@ -13,6 +13,11 @@ number is within ``abs + rel * |stored|`` of the stored one. Cells without the k
 ``DEFAULT``: every number to the last printed digit. Images are not compared (nbval's default).
 The margins come from measurements: see benchmarks/SPREAD.md and benchmarks/spread.py.
 
+It also reads a cell's outputs as a learner sees them when the cell has finished: an output that
+the cell later updated in place (fastai's progress bar and training table, `DisplayHandle.update`)
+is compared in its final state, as the notebook stores it. nbval itself keeps the first state,
+which depends on timing: a slow machine shows an empty progress bar first, a fast one the table.
+
 Loaded by the project's conftest.py (`pythonpath = ["tests"]` in pyproject.toml), so a plain
 `pytest notebooks/` uses it; elsewhere, `-p nbval_tolerance` with tests/ on PYTHONPATH.
 """
@@ -98,12 +103,46 @@ def _compare_within_tolerance(original):
     return compare_outputs
 
 
+def _remember_running_cell(original):
+    def runtest(self):
+        self.parent.running_cell = self
+        return original(self)
+
+    runtest.__wrapped__ = original
+    return runtest
+
+
+def _apply_display_updates(original):
+    def get_kernel_message(self, timeout=None, stream="iopub"):
+        """nbval's message reader, which also applies `update_display_data` to the running cell's outputs."""
+        msg = original(self, timeout=timeout, stream=stream)
+        content = msg.get("content", {})
+        display_id = content.get("transient", {}).get("display_id")
+        if stream != "iopub" or display_id is None:
+            return msg
+        shown = self.__dict__.setdefault("shown_displays", {})
+        if msg["msg_type"] in ("display_data", "execute_result"):
+            shown[display_id] = copy.deepcopy(content["data"])
+        elif msg["msg_type"] == "update_display_data" and display_id in shown:
+            cell = getattr(self, "running_cell", None)
+            for out in getattr(cell, "test_outputs", None) or []:
+                if out.get("data") == shown[display_id]:
+                    out["data"] = copy.deepcopy(content["data"])
+            shown[display_id] = copy.deepcopy(content["data"])
+        return msg
+
+    get_kernel_message.__wrapped__ = original
+    return get_kernel_message
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config):
-    """Wrap nbval's comparison once, when nbval is there to wrap."""
+    """Wrap nbval's comparison and message reader once, when nbval is there to wrap."""
     try:
-        from nbval.plugin import IPyNbCell
+        from nbval.plugin import IPyNbCell, IPyNbFile
     except ImportError:  # nbval not installed: nothing to extend
         return
     if not hasattr(IPyNbCell.compare_outputs, "__wrapped__"):
         IPyNbCell.compare_outputs = _compare_within_tolerance(IPyNbCell.compare_outputs)
+        IPyNbCell.runtest = _remember_running_cell(IPyNbCell.runtest)
+        IPyNbFile.get_kernel_message = _apply_display_updates(IPyNbFile.get_kernel_message)
