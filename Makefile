@@ -51,7 +51,7 @@ test-cuda: $(DEV) data  ## the notebooks under nbval on a CUDA GPU; fails if tor
 	$(BIN)/python -c 'import sys, torch; sys.exit(None if torch.cuda.is_available() else "torch sees no CUDA device: this target needs a CUDA build of torch and a GPU")'
 	$(NBVAL) notebooks
 
-constraints:         ## record what $(VENV) holds as constraints/ci.txt (to re-pin: make test-latest, then VENV=.venv-latest)
+constraints:         ## record what .venv holds as constraints/ci.txt (to re-pin: make test-latest, then make constraints VENV=.venv-latest)
 	@test -f $(DEV) || { echo "$(VENV) is not fully installed: run make test (or make test-latest) first" >&2; exit 1; }
 	{ echo "# The exact versions CI tested: make test and .ci/run install with -c constraints/ci.txt."; \
 	  echo "# Written by make constraints (pip freeze of $(VENV), $(shell $(BIN)/python -c 'import platform; print("Python", platform.python_version())' 2>/dev/null)); do not edit by hand."; \

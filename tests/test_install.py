@@ -67,9 +67,10 @@ backend-path = ["."]
 def make(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the project's Makefile in `project`, with pip on the local wheel folder and nothing else.
 
-    The variables of an outer make (when the suite itself runs under `make test-colab`, say) are
-    dropped, so they cannot leak into this one."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS", "PIP_"))}
+    The variables of an outer make (when the suite itself runs under `make test-colab`, it passes
+    VENV=.venv-colab down through the environment) are dropped, so they cannot leak into this one."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MAKE", "MFLAGS", "PIP_")) and k not in ("PYTHON", "VENV", "CONSTRAINTS")}
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(project / "wheels"),
                PIP_DISABLE_PIP_VERSION_CHECK="1")
     result = subprocess.run(["make", "--no-print-directory", "-f", str(MAKEFILE), *args], cwd=project,
