@@ -79,6 +79,8 @@ def test_the_workflow_runs_every_lane_where_the_readme_says():
     assert make_targets({"jobs": {"lanes": jobs["lanes"]}}) == {"test-latest", "test-colab"}
     assert "schedule" in jobs["lanes"]["if"] and "workflow_dispatch" in jobs["lanes"]["if"]
     assert jobs["gpu"]["runs-on"] == ["self-hosted", "gpu"]
+    known = yaml.safe_load((ROOT / ".github/actionlint.yaml").read_text())["self-hosted-runner"]["labels"]
+    assert "gpu" in known, "actionlint rejects a self-hosted label that .github/actionlint.yaml does not list"
     assert make_targets({"jobs": {"gpu": jobs["gpu"]}}) == {"test-cuda"}
     assert "pull_request" in jobs["gpu"]["if"], "a self-hosted runner must not run pull requests from forks"
     for job in (jobs["test"], jobs["lanes"]):
