@@ -265,10 +265,13 @@ def _locked(ds: Dataset, root: Path) -> Iterator[None]:
     path = lock_path(ds, root)
     lock = FileLock(path)
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.info("waiting for another process that is preparing %s in %s (it holds %s)", ds.name, root, path)
-        lock.acquire()
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log.info("waiting for another process that is preparing %s in %s (it holds %s)", ds.name, root, path)
+            lock.acquire()
+    except OSError as e:
+        raise DataError(f"Cannot use the lock file {path} ({e}): delete it and run again.") from e
     try:
         yield
     finally:
@@ -348,7 +351,10 @@ def _provide_folder(ds: Dataset, root: Path, archives: Path) -> Path:
         log.info("%s is %s; repairing it.", target, what)
     archive = archives / ds.archive
     if archive.is_file():
-        actual = sha256_of(archive)
+        try:
+            actual = sha256_of(archive)
+        except OSError as e:
+            raise DataError(f"Cannot read the archive {archive} ({e}): fix its permissions, or delete it.") from e
         if actual != ds.sha256:
             raise ChecksumError(
                 f"Checksum mismatch for {archive}: sha256 is {actual}, expected {ds.sha256}. "

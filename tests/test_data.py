@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import time
 import traceback
 import urllib.error
 import zlib
@@ -161,10 +162,17 @@ class Worker:
         self.result: dict | None = None
 
     def _next(self, timeout: float) -> None:
-        try:
-            kind, value = self.queue.get(timeout=timeout)
-        except queue_module.Empty:
-            pytest.fail(f"worker {self.process.pid} was silent for {timeout} s; its log:\n" + "\n".join(self.log))
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                kind, value = self.queue.get(timeout=0.5)
+                break
+            except queue_module.Empty:
+                if not self.process.is_alive() and self.queue.empty():
+                    pytest.fail(f"worker {self.process.pid} died (exit code {self.process.exitcode}); its log:\n"
+                                + "\n".join(self.log))
+                if time.monotonic() > deadline:
+                    pytest.fail(f"worker {self.process.pid} was silent for {timeout} s; its log:\n" + "\n".join(self.log))
         if kind == "error":
             pytest.fail(f"worker {self.process.pid} failed:\n{value}\nits log:\n" + "\n".join(self.log))
         if kind == "log":
@@ -339,6 +347,24 @@ def test_cache_path_taken_by_a_folder_or_file(tiny):
     cp.parent.rmdir()
     cp.parent.write_text("a file where the cache folder should be")
     with pytest.raises(D.DataError, match=r"should be the cache folder but is not a folder: delete it and run again"):
+        S.load_raw(ds, root, archives)
+
+
+def test_lock_file_taken_by_a_folder(tiny):
+    ds, root, archives, _ = tiny
+    S.lock_path(ds, root).mkdir(parents=True)
+    with pytest.raises(D.DataError, match=r"Cannot use the lock file .*\.tiny_mnist\.lock .*: delete it and run again"):
+        S.load_raw(ds, root, archives)
+
+
+def test_unreadable_archive(tiny, monkeypatch):
+    ds, root, archives, _ = tiny
+
+    def denied(path, chunk=0):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(S, "sha256_of", denied)
+    with pytest.raises(D.DataError, match=r"Cannot read the archive .*tiny_mnist.tgz .*fix its permissions, or delete it"):
         S.load_raw(ds, root, archives)
 
 
