@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from helpers import data as D
+from helpers import storage as D
 
 
 def best_of(fn, repeat: int):

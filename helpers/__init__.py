@@ -4,20 +4,21 @@ Importing this package is cheap: it never imports fastai (lessons 00-02 run on t
 """
 
 from .core import get_device, quiet_known_warnings, seed_everything, set_print_options, setup
-from . import sgd
-from . import learner
-from . import optim
-from . import schedules
+from . import learner, optim, schedules, sgd, storage
 from .data import DataError, load_3s_and_7s, load_mnist
 
 __all__ = [
     "DataError",
     "get_device",
+    "learner",
     "load_3s_and_7s",
     "load_mnist",
+    "optim",
     "quiet_known_warnings",
+    "schedules",
     "seed_everything",
     "set_print_options",
     "setup",
     "sgd",
+    "storage",
 ]
