@@ -7,6 +7,7 @@ namespace holding what the function uses, and compares it with the helper.
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 
 import torch
@@ -157,8 +158,9 @@ def test_lesson04_update_steps_match_helpers():
         assert abs(la - lb) < 1e-6
     assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
 
-    update_with = from_lesson(L04, "update_with", loss_func=loss_func)
+    ours = from_lesson(L04, "update_with_optimizer")
+    assert list(inspect.signature(ours).parameters) == list(inspect.signature(mnist.update_with_optimizer).parameters)
     oa, ob = torch.optim.Adam(a.parameters(), 1e-3), torch.optim.Adam(b.parameters(), 1e-3)
     for _ in range(3):
-        assert update_with(oa, a, x, y) == mnist.update_with_optimizer(b, loss_func, x, y, ob)
+        assert ours(a, loss_func, x, y, oa) == mnist.update_with_optimizer(b, loss_func, x, y, ob)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
