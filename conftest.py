@@ -14,9 +14,15 @@ from tools.classroom import lessons
 # tests, the other lessons (10-15 s), the nbval harness and the classroom builds
 _by_number = {p.name[:2]: f"notebooks/{p.name}" for p in lessons()}
 _LONG = [_by_number[n] for n in ("04", "06", "07", "05", "03") if n in _by_number]
-LONGEST_FIRST = [*_LONG, "tests/test_data_concurrent.py", "tests/test_browser.py", "tests/test_data_kill.py",
-                 *(f for n, f in sorted(_by_number.items()) if f not in _LONG),
-                 "tests/test_harness.py", "tests/test_classroom.py"]
+LONGEST_FIRST = [
+    *_LONG,
+    "tests/test_data_concurrent.py",
+    "tests/test_browser.py",
+    "tests/test_data_kill.py",
+    *(f for n, f in sorted(_by_number.items()) if f not in _LONG),
+    "tests/test_harness.py",
+    "tests/test_classroom.py",
+]
 
 # Numbers in outputs are compared within each cell's tolerance (tests/nbval_tolerance.py).
 pytest_plugins = ["nbval_tolerance"]

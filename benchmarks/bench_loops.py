@@ -60,8 +60,10 @@ def report(t_seed, t_ours, floor_s, unit, t_steps=None):
     print(f"  helpers' way : {t_ours:8.3f} s")
     print(f"  ratio        : {t_seed / t_ours:8.1f}x faster")
     if t_steps is not None:  # the same steps over batches made beforehand: what a loader that costs nothing gives
-        print(f"  no loader    : {t_steps:8.3f} s (the steps alone); no loader can make this more than "
-              f"{t_seed / t_steps:.1f}x faster than the seeds' way")
+        print(
+            f"  no loader    : {t_steps:8.3f} s (the steps alone); no loader can make this more than "
+            f"{t_seed / t_steps:.1f}x faster than the seeds' way"
+        )
     print(f"  floor        : {floor_s:8.3f} s ({unit}); helpers' way is {t_ours / floor_s:.0f}x the floor")
 
 
@@ -83,19 +85,30 @@ def lesson01(device, epochs, repeat):
     from fastai.data.load import DataLoader as FastaiDataLoader
 
     made, valid_made = list(sgd.tensor_loader(x, y, 256)), list(valid_dl)
-    t_seed, acc_seed, t_ours, acc_ours, t_steps, acc_steps = best_of([
-        lambda: train(lambda x, y, bs, _: FastaiDataLoader(list(zip(x, y)), bs=bs),
-                      lambda: FastaiDataLoader(list(zip(vx, vy)), bs=256)),
-        lambda: train(lambda x, y, bs, _: sgd.tensor_loader(x, y, bs)),
-        lambda: train(lambda *_: made, lambda: valid_made)], repeat)
+    t_seed, acc_seed, t_ours, acc_ours, t_steps, acc_steps = best_of(
+        [
+            lambda: train(
+                lambda x, y, bs, _: FastaiDataLoader(list(zip(x, y)), bs=bs),
+                lambda: FastaiDataLoader(list(zip(vx, vy)), bs=256),
+            ),
+            lambda: train(lambda x, y, bs, _: sgd.tensor_loader(x, y, bs)),
+            lambda: train(lambda *_: made, lambda: valid_made),
+        ],
+        repeat,
+    )
     assert acc_seed == acc_ours == acc_steps, (acc_seed, acc_ours, acc_steps)
-    print(f"1a. lesson 01 exactly as the seed (fastai DataLoader over a list, unshuffled), {epochs} epochs of "
-          f"{len(x)} images: same accuracies {acc_ours[-1]:.4f} both ways")
+    print(
+        f"1a. lesson 01 exactly as the seed (fastai DataLoader over a list, unshuffled), {epochs} epochs of "
+        f"{len(x)} images: same accuracies {acc_ours[-1]:.4f} both ways"
+    )
     report(t_seed, t_ours, floor, "2 reads of 39 MB per epoch at 10 GB/s", t_steps)
 
     t_seed, acc_seed, t_ours, acc_ours = best_of([lambda: train(seeds_loader), lambda: train(helpers_loader)], repeat)
     assert acc_seed == acc_ours, (acc_seed, acc_ours)
-    print(f"1b. lesson 01, PyTorch DataLoader over a list, shuffled, {epochs} epochs: same accuracies {acc_ours[-1]:.4f} both ways")
+    print(
+        f"1b. lesson 01, PyTorch DataLoader over a list, shuffled, {epochs} epochs: "
+        f"same accuracies {acc_ours[-1]:.4f} both ways"
+    )
     report(t_seed, t_ours, floor, "2 reads of 39 MB per epoch at 10 GB/s", t_steps)  # same steps as 1a
 
 
@@ -112,7 +125,8 @@ def mnist_nn_pass(device, repeat):
 
     made = list(helpers_loader(x, y, 64, 42))
     t_seed, (l_seed, _), t_ours, (l_ours, _), t_steps, (l_steps, _) = best_of(
-        [lambda: one_pass(seeds_loader), lambda: one_pass(helpers_loader), lambda: one_pass(lambda *_: made)], repeat)
+        [lambda: one_pass(seeds_loader), lambda: one_pass(helpers_loader), lambda: one_pass(lambda *_: made)], repeat
+    )
     assert len(l_seed) == len(l_ours) and max(abs(a - b) for a, b in zip(l_seed, l_ours)) < 1e-5
     assert l_steps == l_ours
     print(f"2. lesson 04 Mnist_NN pass, SGD + weight decay, {len(l_ours)} batches of 64: same losses both ways")
@@ -122,8 +136,8 @@ def mnist_nn_pass(device, repeat):
 
 
 def fastai_vs_plain(m, device, repeat):
-    from fastai.basics import SGD, DataLoaders, Learner
     import fastai.callback.progress  # noqa: F401  (no_bar)
+    from fastai.basics import SGD, DataLoaders, Learner
 
     x, y = m["x_train"], m["y_train"]
     valid = sgd.tensor_loader(m["x_valid"], m["y_valid"], 1000)
@@ -141,8 +155,9 @@ def fastai_vs_plain(m, device, repeat):
 
     def with_fastai():
         helpers.seed_everything(0)
-        learn = Learner(DataLoaders(helpers_loader(x, y, 64, 42), valid), Mnist_NN().to(device),
-                        loss_func=loss_func, opt_func=SGD)
+        learn = Learner(
+            DataLoaders(helpers_loader(x, y, 64, 42), valid), Mnist_NN().to(device), loss_func=loss_func, opt_func=SGD
+        )
         with learn.no_bar(), learn.no_logging():
             learn.fit(1, 0.1)
         return learn.model

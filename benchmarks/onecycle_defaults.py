@@ -34,8 +34,7 @@ CONFIGS = {
 }
 
 
-def run(m, seed, device, eps=1e-5, pct_start=0.25, div_final=1e5, wd_bn_bias=False, drop_last=False, bs=64,
-        lr=1e-2):
+def run(m, seed, device, eps=1e-5, pct_start=0.25, div_final=1e5, wd_bn_bias=False, drop_last=False, bs=64, lr=1e-2):
     from fastai.basics import Adam, DataLoaders, Learner, accuracy
 
     helpers.seed_everything(seed)
@@ -43,8 +42,14 @@ def run(m, seed, device, eps=1e-5, pct_start=0.25, div_final=1e5, wd_bn_bias=Fal
     # v1's DataBunch dropped the last partial training batch
     train = tensor_loader(m["x_train"], m["y_train"], bs, shuffle=True, generator=g, drop_last=drop_last)
     dls = DataLoaders(train, tensor_loader(m["x_valid"], m["y_valid"], 1000))
-    learn = Learner(dls, Mnist_NN().to(device), loss_func=nn.CrossEntropyLoss(), metrics=accuracy,
-                    opt_func=partial(Adam, eps=eps), wd_bn_bias=wd_bn_bias)
+    learn = Learner(
+        dls,
+        Mnist_NN().to(device),
+        loss_func=nn.CrossEntropyLoss(),
+        metrics=accuracy,
+        opt_func=partial(Adam, eps=eps),
+        wd_bn_bias=wd_bn_bias,
+    )
     with learn.no_bar(), learn.no_logging():
         learn.fit_one_cycle(1, lr, pct_start=pct_start, div_final=div_final)
     return learn.recorder.values[-1][2]
@@ -64,8 +69,10 @@ def main() -> None:
     for name in args.configs:
         t0 = time.perf_counter()
         accs = [run(m, s, device, **CONFIGS[name]) for s in args.seeds]
-        print(f"{name:26s} mean {statistics.mean(accs):.4f}  min {min(accs):.4f}  max {max(accs):.4f}  "
-              f"runs {' '.join(f'{a:.4f}' for a in accs)}  ({(time.perf_counter() - t0) / len(accs):.1f} s/run)")
+        print(
+            f"{name:26s} mean {statistics.mean(accs):.4f}  min {min(accs):.4f}  max {max(accs):.4f}  "
+            f"runs {' '.join(f'{a:.4f}' for a in accs)}  ({(time.perf_counter() - t0) / len(accs):.1f} s/run)"
+        )
 
 
 if __name__ == "__main__":

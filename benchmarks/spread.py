@@ -35,10 +35,15 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from nbval_tolerance import split_numbers, tolerance_of  # noqa: E402  (the comparison nbval uses)
+
 from tools.classroom import manifest  # noqa: E402
 
-SEED_CALLS = [(r"\bsetup\(\)", "setup({seed})"), (r"seed_everything\(42\)", "seed_everything({seed})"),
-              (r"manual_seed\(42\)", "manual_seed({seed})"), (r"\bseed=42\b", "seed={seed}")]
+SEED_CALLS = [
+    (r"\bsetup\(\)", "setup({seed})"),
+    (r"seed_everything\(42\)", "seed_everything({seed})"),
+    (r"manual_seed\(42\)", "manual_seed({seed})"),
+    (r"\bseed=42\b", "seed={seed}"),
+]
 
 
 def sanitizers() -> list[tuple[re.Pattern, str]]:
@@ -84,8 +89,14 @@ def execute(path: Path, seed: int, env: dict[str, str]) -> dict:
     os.environ.update(env)
     t0 = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=900, kernel_name="python3", allow_errors=True, record_timing=False,
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        NotebookClient(
+            nb,
+            timeout=900,
+            kernel_name="python3",
+            allow_errors=True,
+            record_timing=False,
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
     finally:
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
@@ -95,7 +106,7 @@ def execute(path: Path, seed: int, env: dict[str, str]) -> dict:
         if cell.cell_type == "code":
             expected = "raises-exception" in cell.metadata.get("tags", [])  # the lesson shows an error on purpose
             failed = not expected and any(o["output_type"] == "error" for o in cell.outputs)
-            error = next((f'{o["ename"]}: {o["evalue"]}' for o in cell.outputs if o["output_type"] == "error"), "")
+            error = next((f"{o['ename']}: {o['evalue']}" for o in cell.outputs if o["output_type"] == "error"), "")
             cells[str(i)] = {"numbers": split_numbers(printed(cell, subs))[1], "failed": failed, "error": error[:200]}
     return {"seconds": round(time.perf_counter() - t0, 1), "cells": cells}
 
@@ -132,7 +143,8 @@ def run(args) -> None:
 def report(args) -> None:
     runs = [json.loads(line) for line in Path(args.out).read_text().splitlines()]
     subs = sanitizers()
-    print("| lesson | cell | prints | numbers | largest move, machines (seed 42) | largest move, seeds | tolerance | covered |")
+    columns = ["lesson", "cell", "prints", "numbers", "largest move, machines (seed 42)", "largest move, seeds"]
+    print("| " + " | ".join(columns + ["tolerance", "covered"]) + " |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     failures = []
     for path in lesson_paths(args.notebooks, None):
@@ -146,26 +158,41 @@ def report(args) -> None:
             stored = split_numbers(printed(cell, subs))[1]
             got = [(r, r["cells"].get(str(i))) for r in mine]
             failures += [(path.name, i, r) for r, c in got if c and c["failed"]]
-            comparable = [(r, c["numbers"]) for r, c in got if c and not c["failed"] and len(c["numbers"]) == len(stored)]
+            comparable = [
+                (r, c["numbers"]) for r, c in got if c and not c["failed"] and len(c["numbers"]) == len(stored)
+            ]
             if not stored or all(n == stored for _, n in comparable):
                 continue
+
             def move(rs):
                 ds = [max(abs(a - b) for a, b in zip(n, stored)) for r, n in comparable if rs(r)]
                 return max(ds) if ds else float("nan")
+
             machines, seeds = move(lambda r: r["seed"] == 42), move(lambda r: r["seed"] != 42)
             tol = tolerance_of(cell.metadata)
-            covered = all(all(abs(a - b) <= tol["abs"] + tol["rel"] * abs(b) for a, b in zip(n, stored))
-                          for r, n in comparable if r["seed"] == 42)
+            covered = all(
+                all(abs(a - b) <= tol["abs"] + tol["rel"] * abs(b) for a, b in zip(n, stored))
+                for r, n in comparable
+                if r["seed"] == 42
+            )
             first = cell.source.strip().splitlines()[0][:48].replace("|", "\\|")
-            print(f"| {path.name[:2]} | {i} | `{first}` | {len(stored)} | {machines:.4g} | {seeds:.4g} | "
-                  f"abs {tol['abs']:g}, rel {tol['rel']:g} | {'yes' if covered else '**no**'} |")
-    print("\nRuns:", len(runs), "| configurations:",
-          sorted({(r["seed"], r["threads"], r["kernel"], r["device"]) for r in runs}))
+            print(
+                f"| {path.name[:2]} | {i} | `{first}` | {len(stored)} | {machines:.4g} | {seeds:.4g} | "
+                f"abs {tol['abs']:g}, rel {tol['rel']:g} | {'yes' if covered else '**no**'} |"
+            )
+    print(
+        "\nRuns:",
+        len(runs),
+        "| configurations:",
+        sorted({(r["seed"], r["threads"], r["kernel"], r["device"]) for r in runs}),
+    )
     if failures:
         print("\nFailed cells (lesson, cell, configuration, error):")
         for name, i, r in failures:
-            print(f"- {name[:2]} cell {i}: seed {r['seed']}, {r['threads']} threads, {r['kernel']}, {r['device']}: "
-                  f"{r['cells'][str(i)]['error']}")
+            print(
+                f"- {name[:2]} cell {i}: seed {r['seed']}, {r['threads']} threads, {r['kernel']}, {r['device']}: "
+                f"{r['cells'][str(i)]['error']}"
+            )
 
 
 def main() -> None:

@@ -46,8 +46,9 @@ def update_with_wd(model: nn.Module, loss_func: Callable, xb: Tensor, yb: Tensor
     return loss.item()
 
 
-def update_with_optimizer(model: nn.Module, loss_func: Callable, xb: Tensor, yb: Tensor,
-                          opt: torch.optim.Optimizer) -> float:
+def update_with_optimizer(
+    model: nn.Module, loss_func: Callable, xb: Tensor, yb: Tensor, opt: torch.optim.Optimizer
+) -> float:
     """One step of any optimizer that lives across steps (created once, outside this function)."""
     loss = loss_func(model(xb), yb)
     loss.backward()
@@ -59,7 +60,7 @@ def update_with_optimizer(model: nn.Module, loss_func: Callable, xb: Tensor, yb:
 @torch.no_grad()
 def predict_all(model: nn.Module, x: Tensor, batch_size: int = 4096) -> Tensor:
     """The predicted class of every row of `x`."""
-    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:

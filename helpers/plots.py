@@ -13,14 +13,21 @@ from torch import Tensor
 __all__ = ["show_images", "plot_history", "gv"]
 
 
-def show_images(images: Tensor | Sequence[Tensor], titles: Sequence[str] | None = None, ncols: int = 8,
-                size: float = 1.2, cmap: str = "Greys", diverging: bool = False):
+def show_images(
+    images: Tensor | Sequence[Tensor],
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    size: float = 1.2,
+    cmap: str = "Greys",
+    diverging: bool = False,
+):
     """Show a few 28x28 images (or 784-vectors) in a row or grid. `diverging` centres a red/blue map at 0."""
     images = [torch.as_tensor(im).detach().float().cpu().view(28, 28) for im in images]
     ncols = min(ncols, len(images))
     nrows = (len(images) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * (1.25 if titles else 1)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows * (1.25 if titles else 1)), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= len(images):
@@ -37,8 +44,14 @@ def show_images(images: Tensor | Sequence[Tensor], titles: Sequence[str] | None 
     plt.show()
 
 
-def plot_history(series: dict[str, Sequence[float]], xlabel: str = "epoch", ylabel: str = "",
-                 title: str = "", reference: dict[str, float] | None = None, first: int = 1):
+def plot_history(
+    series: dict[str, Sequence[float]],
+    xlabel: str = "epoch",
+    ylabel: str = "",
+    title: str = "",
+    reference: dict[str, float] | None = None,
+    first: int = 1,
+):
     """Curves (one per name) against their step number, with optional horizontal reference lines.
 
     ``first`` is the number of the step the first value was measured after (1 unless the history
@@ -110,17 +123,29 @@ def _draw_edges(edges: list[tuple[str, str, str]]) -> None:
     x = {n: 1.6 * i for n, i in pos.items()}
     fig, ax = plt.subplots(figsize=(1.5 * len(order), 2.2))
     for n in order:
-        ax.text(x[n], 0, n, ha="center", va="center", fontsize=11,
-                bbox=dict(boxstyle="round,pad=0.4", fc="#e8f0fe", ec="#4a6fa5"))
+        ax.text(
+            x[n],
+            0,
+            n,
+            ha="center",
+            va="center",
+            fontsize=11,
+            bbox=dict(boxstyle="round,pad=0.4", fc="#e8f0fe", ec="#4a6fa5"),
+        )
     for a, b, label in edges:
         if pos[b] == pos[a] + 1:
-            ax.annotate("", xy=(x[b] - 0.55, 0), xytext=(x[a] + 0.55, 0),
-                        arrowprops=dict(arrowstyle="->", color="#4a6fa5"))
+            ax.annotate(
+                "", xy=(x[b] - 0.55, 0), xytext=(x[a] + 0.55, 0), arrowprops=dict(arrowstyle="->", color="#4a6fa5")
+            )
             if label:
                 ax.text((x[a] + x[b]) / 2, 0.12, label, ha="center", fontsize=9, color="#4a6fa5")
         else:
-            ax.annotate("", xy=(x[b], 0.28), xytext=(x[a], 0.28),
-                        arrowprops=dict(arrowstyle="->", color="#c0504d", connectionstyle="arc3,rad=0.35"))
+            ax.annotate(
+                "",
+                xy=(x[b], 0.28),
+                xytext=(x[a], 0.28),
+                arrowprops=dict(arrowstyle="->", color="#c0504d", connectionstyle="arc3,rad=0.35"),
+            )
             ax.text((x[a] + x[b]) / 2, 0.28 + 0.1 * abs(x[b] - x[a]), label, ha="center", color="#c0504d", fontsize=10)
     ax.set_xlim(-0.8, x[order[-1]] + 0.8)
     ax.set_ylim(-0.5, 1.2)

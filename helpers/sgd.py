@@ -64,8 +64,10 @@ def check_same_shape(predictions: Tensor, targets: Tensor) -> None:
         both = tuple(torch.broadcast_shapes(predictions.shape, targets.shape))
     except RuntimeError:
         raise ValueError(f"{msg}: make them the same shape.") from None
-    raise ValueError(f"{msg}: they would broadcast to {both} and give a wrong result without any error. "
-                     "Make them the same shape, e.g. targets.view(-1, 1) or predictions.view(-1).")
+    raise ValueError(
+        f"{msg}: they would broadcast to {both} and give a wrong result without any error. "
+        "Make them the same shape, e.g. targets.view(-1, 1) or predictions.view(-1)."
+    )
 
 
 def mnist_loss(predictions: Tensor, targets: Tensor) -> Tensor:
@@ -89,8 +91,9 @@ def calc_grad(xb: Tensor, yb: Tensor, model: Callable[[Tensor], Tensor], loss_fu
     return loss
 
 
-def train_epoch(model: Callable[[Tensor], Tensor], dl: Iterable, lr: float, params: Iterable[Tensor],
-                loss_func=mnist_loss) -> None:
+def train_epoch(
+    model: Callable[[Tensor], Tensor], dl: Iterable, lr: float, params: Iterable[Tensor], loss_func=mnist_loss
+) -> None:
     """One pass over `dl`: for each batch, compute the gradients, step against them, reset them."""
     params = list(params)
     for xb, yb in dl:
@@ -129,8 +132,15 @@ class BasicOptim:
             p.grad = None
 
 
-def train_model(model: torch.nn.Module | Callable[[Tensor], Tensor], epochs: int, dl: Iterable, valid_dl: Iterable,
-                opt, loss_func=mnist_loss, metric=batch_accuracy) -> list[float]:
+def train_model(
+    model: torch.nn.Module | Callable[[Tensor], Tensor],
+    epochs: int,
+    dl: Iterable,
+    valid_dl: Iterable,
+    opt,
+    loss_func=mnist_loss,
+    metric=batch_accuracy,
+) -> list[float]:
     """Train for `epochs` passes with any optimizer; return the validation metric after each."""
     history = []
     for _ in range(epochs):
@@ -148,9 +158,21 @@ class TensorBatches(Sampler):
     with the same generator: index tensors when shuffled, `slice`s when not (a slice of a tensor is a
     view of it, so an unshuffled batch costs no copy, like `x[i:i + batch_size]` in a hand-written loop)."""
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
-                 drop_last: bool = False):
-        self.n, self.batch_size, self.shuffle, self.generator, self.drop_last = n, batch_size, shuffle, generator, drop_last
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ):
+        self.n, self.batch_size, self.shuffle, self.generator, self.drop_last = (
+            n,
+            batch_size,
+            shuffle,
+            generator,
+            drop_last,
+        )
 
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
@@ -165,7 +187,7 @@ class TensorBatches(Sampler):
             order = torch.randperm(self.n, generator=g)
             torch.randperm(self.n, generator=g)  # RandomSampler draws (and drops) a second one per pass: stay in step
         for i in range(0, stop, self.batch_size):
-            yield order[i:i + self.batch_size] if self.shuffle else slice(i, i + self.batch_size)
+            yield order[i : i + self.batch_size] if self.shuffle else slice(i, i + self.batch_size)
 
 
 class _Rows(TensorDataset):
@@ -178,8 +200,14 @@ class _Rows(TensorDataset):
         return super().__getitem__(index)
 
 
-def tensor_loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False,
-                  generator: torch.Generator | None = None, drop_last: bool = False) -> DataLoader:
+def tensor_loader(
+    x: Tensor,
+    y: Tensor,
+    batch_size: int,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
     """A torch `DataLoader` over tensors that takes each batch with one indexing operation.
 
     Same batches as `DataLoader(TensorDataset(x, y), batch_size, shuffle)` with the same generator
@@ -189,5 +217,9 @@ def tensor_loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool = False,
     """
     ds = _Rows(x, y)
     # DataLoader draws a worker seed from `generator` at the start of each pass, as it does with shuffle=True.
-    return DataLoader(ds, sampler=TensorBatches(len(ds), batch_size, shuffle, generator, drop_last), batch_size=None,
-                      generator=generator)
+    return DataLoader(
+        ds,
+        sampler=TensorBatches(len(ds), batch_size, shuffle, generator, drop_last),
+        batch_size=None,
+        generator=generator,
+    )

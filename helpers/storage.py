@@ -378,7 +378,9 @@ def _provide_folder(ds: Dataset, root: Path, archives: Path) -> Path:
     bad = missing_files(ds, path)
     if bad:
         _remove(path)
-        raise DataError(f"The download of {ds.name} is incomplete ({_describe(bad)}); it was removed. Run again to retry.")
+        raise DataError(
+            f"The download of {ds.name} is incomplete ({_describe(bad)}); it was removed. Run again to retry."
+        )
     return path
 
 
@@ -564,7 +566,9 @@ def load_raw(ds: Dataset | str, root: Path | None = None, archives: Path | None 
             raise _not_writable(root, e)
         log.warning(
             "%s is not writable: decoding %s without a cache, slowly, every time. "
-            "Run `python -m helpers provision` with write access to it once.", root, ds.name
+            "Run `python -m helpers provision` with write access to it once.",
+            root,
+            ds.name,
         )
         return _decode_checked(ds, folder)
     with _locked(ds, root):

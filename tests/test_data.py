@@ -109,7 +109,7 @@ def messages(caplog) -> str:
     return "\n".join(r.getMessage() for r in caplog.records if r.name == "helpers.data")
 
 
-# ----------------------------------------------------------------------------- processes (shared by the other data tests)
+# ------------------------------------------------------------- processes (shared by the other data tests)
 # Each worker is a fresh process forked from a server that has imported torch and helpers once, so
 # that starting eight of them costs milliseconds, not eight imports of torch; no data is loaded before
 # the fork. The workers report their log records and results through a queue.
@@ -169,10 +169,14 @@ class Worker:
                 break
             except queue_module.Empty:
                 if not self.process.is_alive() and self.queue.empty():
-                    pytest.fail(f"worker {self.process.pid} died (exit code {self.process.exitcode}); its log:\n"
-                                + "\n".join(self.log))
+                    pytest.fail(
+                        f"worker {self.process.pid} died (exit code {self.process.exitcode}); its log:\n"
+                        + "\n".join(self.log)
+                    )
                 if time.monotonic() > deadline:
-                    pytest.fail(f"worker {self.process.pid} was silent for {timeout} s; its log:\n" + "\n".join(self.log))
+                    pytest.fail(
+                        f"worker {self.process.pid} was silent for {timeout} s; its log:\n" + "\n".join(self.log)
+                    )
         if kind == "error":
             pytest.fail(f"worker {self.process.pid} failed:\n{value}\nits log:\n" + "\n".join(self.log))
         if kind == "log":
@@ -326,8 +330,10 @@ def test_cache_with_the_wrong_images_is_refused(tiny, caplog):
     good = S.load_raw(ds, root, archives)
     pinned = replace(ds, crc32=S.tensors_crc32(ds, good))
     other = {k: (v.flip(-1).contiguous() if k.endswith("_x") else v) for k, v in good.items()}
-    torch.save({**other, "version": torch.tensor(S._CACHE_VERSION), "crc32": torch.tensor(S.tensors_crc32(ds, other))},
-               S.cache_path(ds, root))
+    torch.save(
+        {**other, "version": torch.tensor(S._CACHE_VERSION), "crc32": torch.tensor(S.tensors_crc32(ds, other))},
+        S.cache_path(ds, root),
+    )
     assert S._read_cache(ds, S.cache_path(ds, root), say=False) is not None  # sound by itself
     caplog.set_level(logging.INFO, logger="helpers.data")
     again = S.load_raw(pinned, root, archives)
@@ -364,7 +370,9 @@ def test_unreadable_archive(tiny, monkeypatch):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(S, "sha256_of", denied)
-    with pytest.raises(D.DataError, match=r"Cannot read the archive .*tiny_mnist.tgz .*fix its permissions, or delete it"):
+    with pytest.raises(
+        D.DataError, match=r"Cannot read the archive .*tiny_mnist.tgz .*fix its permissions, or delete it"
+    ):
         S.load_raw(ds, root, archives)
 
 
@@ -410,8 +418,14 @@ def test_lesson_load_is_silent_cold_and_warm(tmp_path):
     """In a fresh process, as in a kernel: a cold and a warm load write nothing to stdout or stderr."""
     ds, root, archives, _ = tiny_dataset(tmp_path)
     spec = {"dataset": asdict(ds), "root": str(root), "archives": str(archives)}
-    r = subprocess.run([sys.executable, "-c", SILENT, json.dumps(spec)], cwd=PROJECT, capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(
+        [sys.executable, "-c", SILENT, json.dumps(spec)],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
     assert S.cache_path(ds, root).is_file()
 
@@ -518,8 +532,11 @@ def test_file_or_folder_in_the_wrong_place_is_repaired(tiny, where):
     """A file where a folder should be (or the reverse) makes the folder incomplete: it is extracted again."""
     ds, root, archives, _ = tiny
     S.dataset_path(ds, root, archives)
-    target = {"dataset folder": root / ds.name, "image folder": root / ds.name / "valid" / "7",
-              "image": root / ds.name / "train" / "3" / "10.png"}[where]
+    target = {
+        "dataset folder": root / ds.name,
+        "image folder": root / ds.name / "valid" / "7",
+        "image": root / ds.name / "train" / "3" / "10.png",
+    }[where]
     S._delete(target)
     if where == "image":
         target.mkdir()

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_data import _PROCESSES, Worker, leftovers, stop, tiny_dataset
 
 from helpers import storage as S
-from test_data import _PROCESSES, Worker, leftovers, stop, tiny_dataset
 
 ARCHIVES = S.archive_dir()
 needs_archives = pytest.mark.skipif(

@@ -15,11 +15,11 @@ import threading
 
 import numpy as np
 import pytest
+from test_data import PROJECT, Worker, leftovers, stop, tiny_dataset
+from test_data_concurrent import ARCHIVES, needs_archives, scratch  # noqa: F401 (a fixture)
 
 import helpers.__main__ as command
 from helpers import storage as S
-from test_data import PROJECT, Worker, leftovers, stop, tiny_dataset
-from test_data_concurrent import ARCHIVES, needs_archives, scratch  # noqa: F401 (a fixture)
 
 
 @pytest.mark.parametrize("point", ["extract", "decode", "cache"])
@@ -89,7 +89,9 @@ def test_provision_command_killed_mid_cache_write_then_rerun(scratch):  # noqa: 
     root = scratch / "data"
     env = {**os.environ, "SGD_DATA": str(root), "SGD_ARCHIVES": str(ARCHIVES), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "helpers", "provision", "mnist_sample"]
-    first = subprocess.Popen(cmd, cwd=PROJECT, env={**env, "SGD_DATA_PAUSE": "cache"}, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        cmd, cwd=PROJECT, env={**env, "SGD_DATA_PAUSE": "cache"}, stderr=subprocess.PIPE, text=True
+    )
     try:
         said = wait_for_line(first, "paused at cache")
     finally:
@@ -103,7 +105,9 @@ def test_provision_command_killed_mid_cache_write_then_rerun(scratch):  # noqa: 
     assert again.stdout == ""
     lines = again.stderr.splitlines()
     assert "left by an unfinished run" in lines[0] and "extracting" not in again.stderr
-    assert lines[-1].startswith(f"[helpers.data] mnist_sample: 14434 images ready in {root / 'cache' / 'mnist_sample.pt'}")
+    assert lines[-1].startswith(
+        f"[helpers.data] mnist_sample: 14434 images ready in {root / 'cache' / 'mnist_sample.pt'}"
+    )
     assert S.temporaries(S.MNIST_SAMPLE, root) == [] and leftovers(root, "mnist_sample") == []
     assert S._read_cache(S.MNIST_SAMPLE, S.cache_path(S.MNIST_SAMPLE, root), say=False) is not None
 

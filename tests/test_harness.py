@@ -19,7 +19,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from nbval_tolerance import NUMBER, tolerance_of
 
 from tools.classroom import lesson
@@ -49,8 +48,13 @@ def stored_on_gpu(nb):
 
 def one_epoch_cell() -> dict:
     """Lesson 04's printed one-cycle accuracy, as stored, with its cell's tolerance."""
-    return next(c for c in LESSON_04["cells"] if c["cell_type"] == "code" and "tolerance" in c["metadata"]
-                and any("".join(o.get("text", "")).startswith("one epoch: accuracy") for o in c["outputs"]))
+    return next(
+        c
+        for c in LESSON_04["cells"]
+        if c["cell_type"] == "code"
+        and "tolerance" in c["metadata"]
+        and any("".join(o.get("text", "")).startswith("one epoch: accuracy") for o in c["outputs"])
+    )
 
 
 def lesson04_accuracy_moved(by: float) -> list[dict]:
@@ -58,7 +62,7 @@ def lesson04_accuracy_moved(by: float) -> list[dict]:
     cell = json.loads(json.dumps(one_epoch_cell()))
     stored = "".join(cell["outputs"][0]["text"])
     accuracy = NUMBER.search(stored)
-    moved = f"{stored[:accuracy.start()]}{float(accuracy.group()) + by:.4f}{stored[accuracy.end():]}"
+    moved = f"{stored[: accuracy.start()]}{float(accuracy.group()) + by:.4f}{stored[accuracy.end() :]}"
     cell["source"] = f"print({moved!r}, end='')"
     return [cell]
 
@@ -89,19 +93,42 @@ def verdicts(tmp_path_factory) -> dict[str, list[str]]:
         combined["cells"] += cells
     (folder / "variants.ipynb").write_text(json.dumps(combined))
     report = folder / "report.xml"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "-p", "nbval_tolerance",
-           "--nbval", "--nbval-current-env", "--nbval-sanitize-with", str(HERE / "sanitize.cfg"),
-           f"--junitxml={report}", str(folder / "variants.ipynb")]
-    r = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "SGD_DEVICE": "cpu", "MPLBACKEND": "Agg", "PYTHONPATH": str(HERE)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-o",
+        "addopts=",
+        "-p",
+        "nbval_tolerance",
+        "--nbval",
+        "--nbval-current-env",
+        "--nbval-sanitize-with",
+        str(HERE / "sanitize.cfg"),
+        f"--junitxml={report}",
+        str(folder / "variants.ipynb"),
+    ]
+    r = subprocess.run(
+        cmd,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SGD_DEVICE": "cpu", "MPLBACKEND": "Agg", "PYTHONPATH": str(HERE)},
+    )
     assert report.exists(), r.stdout + r.stderr
     # nbval names its items "Cell N", one per code cell, in order.
-    cases = ["failed" if c.find("failure") is not None or c.find("error") is not None else "passed"
-             for c in ET.parse(report).iter("testcase")]
+    cases = [
+        "failed" if c.find("failure") is not None or c.find("error") is not None else "passed"
+        for c in ET.parse(report).iter("testcase")
+    ]
     assert len(cases) == sum(len(cells) for cells, _ in VARIANTS.values()), r.stdout
     verdicts, start = {}, 0
     for name, (cells, _) in VARIANTS.items():
-        verdicts[name], start = cases[start:start + len(cells)], start + len(cells)
+        verdicts[name], start = cases[start : start + len(cells)], start + len(cells)
     return verdicts
 
 

@@ -14,23 +14,28 @@ import sys
 from pathlib import Path
 
 import pytest
-
-import helpers.sgd
 import test_lessons_agree
 import test_sgd
+
+import helpers.sgd
 
 SOURCE = Path(helpers.sgd.__file__).read_text()
 MUTATIONS = {
     "intact": None,
-    "loss with the wrong sign": ("torch.where(targets == 1, 1 - predictions, predictions)",
-                                 "torch.where(targets == 1, predictions, 1 - predictions)"),
-    "BasicOptim without zero_grad": ("        for p in self.params:\n            p.grad = None",
-                                     "        pass"),
+    "loss with the wrong sign": (
+        "torch.where(targets == 1, 1 - predictions, predictions)",
+        "torch.where(targets == 1, predictions, 1 - predictions)",
+    ),
+    "BasicOptim without zero_grad": ("        for p in self.params:\n            p.grad = None", "        pass"),
     "train_epoch without resetting gradients": ("                p.grad.zero_()\n", ""),
 }
 # The tests that guard these helpers: every test function of the two modules that takes no arguments.
-GUARDS = [f for m in (test_sgd, test_lessons_agree) for n, f in vars(m).items()
-          if n.startswith("test_") and not inspect.signature(f).parameters]
+GUARDS = [
+    f
+    for m in (test_sgd, test_lessons_agree)
+    for n, f in vars(m).items()
+    if n.startswith("test_") and not inspect.signature(f).parameters
+]
 
 
 def load_variant(name: str, tmp_path: Path):

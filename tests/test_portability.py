@@ -27,8 +27,10 @@ SANITIZE = re.findall(r"^regex: (.*)\n^replace: ?(.*)$", (ROOT / "tests" / "sani
 
 def printed(cell) -> str:
     """The cell's stored text outputs, sanitized as nbval sanitizes them (addresses, paths, timings)."""
-    parts = [o["text"] if o["output_type"] == "stream" else o.get("data", {}).get("text/plain", "")
-             for o in cell.get("outputs", [])]
+    parts = [
+        o["text"] if o["output_type"] == "stream" else o.get("data", {}).get("text/plain", "")
+        for o in cell.get("outputs", [])
+    ]
     text = "".join("".join(p) for p in parts)
     for regex, replace in SANITIZE:
         text = re.sub(regex, replace, text)
@@ -74,7 +76,9 @@ def test_marks_are_tags_not_comments(path):
         source = "".join(cell["source"])
         assert "NBVAL_" not in source, f"{path.name}: use nbval's cell tags, not comments: {source[:60]!r}"
         tolerance_of(cell["metadata"])  # well-formed wherever it is given
-        assert "execution" not in cell["metadata"], f"{path.name}: stored execution timings (re-run with tools/execute_notebooks.py)"
+        assert "execution" not in cell["metadata"], (
+            f"{path.name}: stored execution timings (re-run with tools/execute_notebooks.py)"
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

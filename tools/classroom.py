@@ -174,13 +174,16 @@ def setup_source() -> str:
     return f'''\
 # Google Colab only: install what Colab lacks, keeping its own PyTorch. Elsewhere this does nothing.
 import sys
+
 if "google.colab" in sys.modules:
     import subprocess
     from importlib.metadata import version
+
     keep = "".join(f"{{p}}=={{version(p)}}\\n" for p in ("torch", "torchvision"))
     open("/tmp/keep-torch.txt", "w").write(keep)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", "/tmp/keep-torch.txt",
-                    "{fastai_requirement()}", "sgd-helpers @ git+{repository()}@{BRANCH}"], check=True)'''
+    helpers = "sgd-helpers @ git+{repository()}@{BRANCH}"
+    pip = [sys.executable, "-m", "pip", "install", "-q", "-c", "/tmp/keep-torch.txt", "{fastai_requirement()}", helpers]
+    subprocess.run(pip, check=True)'''
 
 
 def _heading_level(cell) -> int:

@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         grid[name] = run_column(changes, lessons, args.workers)
         bad = sum(bool(v) for v in grid[name].values())
-        print(f"{name}: {len(lessons) - bad}/{len(lessons)} lessons green ({time.perf_counter() - t0:.0f} s)", flush=True)
+        print(
+            f"{name}: {len(lessons) - bad}/{len(lessons)} lessons green ({time.perf_counter() - t0:.0f} s)", flush=True
+        )
     width = max(len(p.stem) for p in lessons)
     print("\n" + "lesson".ljust(width), *(c.ljust(max(len(c), 6)) for c in cols))
     for p in lessons:

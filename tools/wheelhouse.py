@@ -29,8 +29,15 @@ from packaging.requirements import Requirement
 
 ROOTS = ["fastai", "nbval", "pytest-xdist", "nbclient", "matplotlib", "numpy", "pillow"]
 NEVER = {"torch", "torchvision", "spacy", "nbdev"}
-PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64", "manylinux_2_5_x86_64", "manylinux1_x86_64"]
+PLATFORMS = [
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_24_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux_2_5_x86_64",
+    "manylinux1_x86_64",
+]
 
 
 def norm(name: str) -> str:
@@ -74,8 +81,20 @@ def main() -> None:
     need = closure(ROOTS, NEVER | read_have(args.have))
     pins = [f"{n}=={v}" for n, v in sorted(need.items())]
     print(f"{len(pins)} wheels: {' '.join(pins)}")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--implementation", "cp",
-           "--python-version", args.python_version, "-d", str(args.dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        args.python_version,
+        "-d",
+        str(args.dest),
+    ]
     for p in args.platform:
         cmd += ["--platform", p]
     subprocess.run(cmd + pins, check=True)
