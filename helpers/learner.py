@@ -20,16 +20,29 @@ from torch import Tensor, nn
 from .core import get_device
 
 __all__ = [
-    "EVENTS", "Callback", "TrainEvalCallback", "Recorder", "ProgressCallback", "DataLoaders", "Learner",
-    "CancelFitException", "CancelEpochException", "CancelTrainException", "CancelValidException",
-    "CancelBatchException", "CancelBackwardException", "CancelStepException",
+    "EVENTS",
+    "Callback",
+    "TrainEvalCallback",
+    "Recorder",
+    "ProgressCallback",
+    "DataLoaders",
+    "Learner",
+    "CancelFitException",
+    "CancelEpochException",
+    "CancelTrainException",
+    "CancelValidException",
+    "CancelBatchException",
+    "CancelBackwardException",
+    "CancelStepException",
 ]
 
 # The events in the order a training batch meets them (fastai's names).
-EVENTS = ("before_fit before_epoch before_train before_batch after_pred after_loss before_backward "
-          "after_cancel_backward after_backward before_step after_cancel_step after_step after_cancel_batch "
-          "after_batch after_cancel_train after_train before_validate after_cancel_validate after_validate "
-          "after_cancel_epoch after_epoch after_cancel_fit after_fit").split()
+EVENTS = (
+    "before_fit before_epoch before_train before_batch after_pred after_loss before_backward "
+    "after_cancel_backward after_backward before_step after_cancel_step after_step after_cancel_batch "
+    "after_batch after_cancel_train after_train before_validate after_cancel_validate after_validate "
+    "after_cancel_epoch after_epoch after_cancel_fit after_fit"
+).split()
 
 
 class CancelFitException(Exception):
@@ -128,7 +141,7 @@ class Recorder(Callback):
             self._count += 1
             self._avg = self.beta * self._avg + (1 - self.beta) * loss
             self.losses.append(loss)
-            self.smooth_losses.append(self._avg / (1 - self.beta ** self._count))
+            self.smooth_losses.append(self._avg / (1 - self.beta**self._count))
             self.lrs.append(learn.opt.param_groups[-1]["lr"])
         else:
             bs = len(learn.yb)
@@ -211,11 +224,19 @@ class Learner:
     instead of showing progress bars.
     """
 
-    def __init__(self, dls: Any, model: nn.Module, loss_func: Callable[[Tensor, Tensor], Tensor],
-                 opt_func: Callable[..., Any] = torch.optim.SGD, lr: float = 1e-2,
-                 cbs: Iterable[Callback] = (), metrics: Sequence[Callable] = (),
-                 splitter: Callable[[nn.Module], Iterable] = trainable_params,
-                 device: torch.device | str | None = None, progress: bool = True):
+    def __init__(
+        self,
+        dls: Any,
+        model: nn.Module,
+        loss_func: Callable[[Tensor, Tensor], Tensor],
+        opt_func: Callable[..., Any] = torch.optim.SGD,
+        lr: float = 1e-2,
+        cbs: Iterable[Callback] = (),
+        metrics: Sequence[Callable] = (),
+        splitter: Callable[[nn.Module], Iterable] = trainable_params,
+        device: torch.device | str | None = None,
+        progress: bool = True,
+    ):
         self.dls, self.model, self.loss_func, self.opt_func, self.lr = dls, model, loss_func, opt_func, lr
         self.metrics, self.splitter = list(metrics), splitter
         self.device = torch.device(device) if device is not None else get_device()

@@ -36,8 +36,9 @@ class Optimizer:
                     self.update(p, p.grad, self.state.setdefault(p, {}), group)
 
     def update(self, p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must define update(p, grad, state, group): "
-                                  "how one parameter moves")
+        raise NotImplementedError(
+            f"{type(self).__name__} must define update(p, grad, state, group): how one parameter moves"
+        )
 
     def zero_grad(self) -> None:
         for group in self.param_groups:
@@ -47,8 +48,10 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """A copy of the hyper-parameters and of every parameter's state (by position)."""
         params = [p for g in self.param_groups for p in g["params"]]
-        return {"state": {i: copy.deepcopy(self.state[p]) for i, p in enumerate(params) if p in self.state},
-                "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]}
+        return {
+            "state": {i: copy.deepcopy(self.state[p]) for i, p in enumerate(params) if p in self.state},
+            "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups],
+        }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         """Put back what `state_dict` copied (same parameters, same order)."""
@@ -89,8 +92,9 @@ class RMSProp(Optimizer):
     """Divides each step by the root of a moving average of squared gradients
     (`sqr_mom` is torch's `alpha`): each parameter's steps are scaled to its usual gradient size."""
 
-    def __init__(self, params, lr: float, sqr_mom: float = 0.99, eps: float = 1e-8, wd: float = 0.0,
-                 decouple_wd: bool = True):
+    def __init__(
+        self, params, lr: float, sqr_mom: float = 0.99, eps: float = 1e-8, wd: float = 0.0, decouple_wd: bool = True
+    ):
         super().__init__(params, dict(lr=lr, sqr_mom=sqr_mom, eps=eps, wd=wd, decouple_wd=decouple_wd))
 
     def update(self, p, grad, state, group):
@@ -105,8 +109,16 @@ class Adam(Optimizer):
     square, both corrected for starting at zero. fastai's defaults: `eps=1e-5`, `sqr_mom=0.99`
     and decoupled weight decay 0.01 (AdamW)."""
 
-    def __init__(self, params, lr: float, mom: float = 0.9, sqr_mom: float = 0.99, eps: float = 1e-5,
-                 wd: float = 0.01, decouple_wd: bool = True):
+    def __init__(
+        self,
+        params,
+        lr: float,
+        mom: float = 0.9,
+        sqr_mom: float = 0.99,
+        eps: float = 1e-5,
+        wd: float = 0.01,
+        decouple_wd: bool = True,
+    ):
         super().__init__(params, dict(lr=lr, mom=mom, sqr_mom=sqr_mom, eps=eps, wd=wd, decouple_wd=decouple_wd))
 
     def update(self, p, grad, state, group):
@@ -127,8 +139,14 @@ NORM_LAYERS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.m
 def wd_groups(model: nn.Module) -> list[dict[str, Any]]:
     """Two parameter groups, the second with `wd=0`: biases and normalisation layers' parameters,
     which fastai leaves out of weight decay by default (`Learner(wd_bn_bias=False)`)."""
-    no_wd = {id(p) for m in model.modules() for name, p in m.named_parameters(recurse=False)
-             if isinstance(m, NORM_LAYERS) or name == "bias"}
+    no_wd = {
+        id(p)
+        for m in model.modules()
+        for name, p in m.named_parameters(recurse=False)
+        if isinstance(m, NORM_LAYERS) or name == "bias"
+    }
     params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if id(p) not in no_wd]},
-            {"params": [p for p in params if id(p) in no_wd], "wd": 0.0}]
+    return [
+        {"params": [p for p in params if id(p) not in no_wd]},
+        {"params": [p for p in params if id(p) in no_wd], "wd": 0.0},
+    ]

@@ -10,8 +10,18 @@ from typing import Any, Callable
 
 from .learner import Callback, CancelFitException, CancelValidException, Learner
 
-__all__ = ["sched_cos", "sched_exp", "combined_cos", "set_hyper", "OneCycle", "fit_one_cycle", "LRFinder",
-           "LRFindResult", "valley", "lr_find"]
+__all__ = [
+    "sched_cos",
+    "sched_exp",
+    "combined_cos",
+    "set_hyper",
+    "OneCycle",
+    "fit_one_cycle",
+    "LRFinder",
+    "LRFindResult",
+    "valley",
+    "lr_find",
+]
 
 
 def sched_cos(start: float, end: float, pos: float) -> float:
@@ -26,10 +36,12 @@ def sched_exp(start: float, end: float, pos: float) -> float:
 
 def combined_cos(pct: float, start: float, middle: float, end: float) -> Callable[[float], float]:
     """Cosine from `start` to `middle` over the first `pct` of training, then to `end`."""
+
     def schedule(pos: float) -> float:
         if pos < pct:
             return sched_cos(start, middle, pos / pct)
         return sched_cos(middle, end, (pos - pct) / (1 - pct))
+
     return schedule
 
 
@@ -61,8 +73,14 @@ class OneCycle(Callback):
 
     order = 60
 
-    def __init__(self, lr_max: float, div: float = 25.0, div_final: float = 1e5, pct_start: float = 0.25,
-                 moms: tuple[float, float, float] = (0.95, 0.85, 0.95)):
+    def __init__(
+        self,
+        lr_max: float,
+        div: float = 25.0,
+        div_final: float = 1e5,
+        pct_start: float = 0.25,
+        moms: tuple[float, float, float] = (0.95, 0.85, 0.95),
+    ):
         self.lr = combined_cos(pct_start, lr_max / div, lr_max, lr_max / div_final)
         self.mom = combined_cos(pct_start, *moms)
 
@@ -158,8 +176,9 @@ class LRFindResult:
     index: int
 
 
-def lr_find(learn: Learner, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100,
-            stop_div: bool = True) -> LRFindResult:
+def lr_find(
+    learn: Learner, start_lr: float = 1e-7, end_lr: float = 10, num_it: int = 100, stop_div: bool = True
+) -> LRFindResult:
     """Run `LRFinder` and suggest a learning rate by `valley`, looking (as fastai does) past the
     first tenth of the sweep and before its last five points."""
     finder = LRFinder(start_lr, end_lr, num_it, stop_div)

@@ -21,8 +21,10 @@ def data(n=200, n_valid=70, seed=0):
 
 def loaders(bs=64, seed=42, **kw):
     x, y, vx, vy = data(**kw)
-    return (tensor_loader(x, y, bs, shuffle=True, generator=torch.Generator().manual_seed(seed)),
-            tensor_loader(vx, vy, 32))
+    return (
+        tensor_loader(x, y, bs, shuffle=True, generator=torch.Generator().manual_seed(seed)),
+        tensor_loader(vx, vy, 32),
+    )
 
 
 def accuracy(pred, targ):
@@ -32,8 +34,16 @@ def accuracy(pred, targ):
 def make_learner(cbs=(), lr=0.1, **kw):
     torch.manual_seed(0)
     kw.setdefault("device", "cpu")
-    learn = L.Learner(L.DataLoaders(*loaders()), Mnist_NN(), nn.CrossEntropyLoss(), lr=lr, cbs=cbs,
-                      metrics=[accuracy], progress=False, **kw)
+    learn = L.Learner(
+        L.DataLoaders(*loaders()),
+        Mnist_NN(),
+        nn.CrossEntropyLoss(),
+        lr=lr,
+        cbs=cbs,
+        metrics=[accuracy],
+        progress=False,
+        **kw,
+    )
     learn.logger = lambda row: None
     return learn
 
@@ -49,15 +59,34 @@ class Events(L.Callback):
 
 def test_events_come_in_fastais_order():
     cb = Events()
-    learn = L.Learner(L.DataLoaders(*loaders(n=100, n_valid=32)), Mnist_NN(), nn.CrossEntropyLoss(), cbs=[cb],
-                      device="cpu", progress=False)
+    learn = L.Learner(
+        L.DataLoaders(*loaders(n=100, n_valid=32)),
+        Mnist_NN(),
+        nn.CrossEntropyLoss(),
+        cbs=[cb],
+        device="cpu",
+        progress=False,
+    )
     learn.logger = lambda row: None
     learn.fit(1)
-    train_batch = ["before_batch", "after_pred", "after_loss", "before_backward", "after_backward", "before_step",
-                   "after_step", "after_batch"]
+    train_batch = [
+        "before_batch",
+        "after_pred",
+        "after_loss",
+        "before_backward",
+        "after_backward",
+        "before_step",
+        "after_step",
+        "after_batch",
+    ]
     valid_batch = ["before_batch", "after_pred", "after_loss", "after_batch"]
-    assert cb.seen == (["before_fit", "before_epoch", "before_train"] + train_batch * 2 + ["after_train",
-                       "before_validate"] + valid_batch + ["after_validate", "after_epoch", "after_fit"])
+    assert cb.seen == (
+        ["before_fit", "before_epoch", "before_train"]
+        + train_batch * 2
+        + ["after_train", "before_validate"]
+        + valid_batch
+        + ["after_validate", "after_epoch", "after_fit"]
+    )
 
 
 def test_callbacks_run_in_order_and_events_are_fastais():
@@ -84,16 +113,26 @@ def test_callbacks_run_in_order_and_events_are_fastais():
     assert not hasattr(learn, "a") and learn.recorder is learn.cbs[1]  # fit-only callbacks are gone afterwards
 
 
-@pytest.mark.parametrize("where, exc", [("after_pred", L.CancelBatchException),
-                                        ("before_backward", L.CancelBackwardException),
-                                        ("before_step", L.CancelStepException)])
+@pytest.mark.parametrize(
+    "where, exc",
+    [
+        ("after_pred", L.CancelBatchException),
+        ("before_backward", L.CancelBackwardException),
+        ("before_step", L.CancelStepException),
+    ],
+)
 def test_cancelling_a_batch_backward_or_step_leaves_the_weights(where, exc):
     seen = []
 
     class Cancel(L.Callback):
-        def after_cancel_batch(self): seen.append("batch")
-        def after_cancel_backward(self): seen.append("backward")
-        def after_cancel_step(self): seen.append("step")
+        def after_cancel_batch(self):
+            seen.append("batch")
+
+        def after_cancel_backward(self):
+            seen.append("backward")
+
+        def after_cancel_step(self):
+            seen.append("step")
 
     def cancel(self):
         if self.learn.training:
@@ -111,7 +150,8 @@ def test_cancelling_a_batch_backward_or_step_leaves_the_weights(where, exc):
 
 def test_cancel_fit_and_epoch():
     class StopAfter(L.Callback):
-        def __init__(self, n, exc): self.n, self.exc = n, exc
+        def __init__(self, n, exc):
+            self.n, self.exc = n, exc
 
         def after_batch(self):
             if self.learn.training and self.learn.train_iter >= self.n:
@@ -135,8 +175,13 @@ def test_recorder_weights_metrics_by_batch_size():
     valid_loss, acc = learn.recorder.values[0][1:]
     assert valid_loss == pytest.approx(nn.functional.cross_entropy(pred, vy).item(), abs=1e-6)
     assert acc == pytest.approx(accuracy(pred, vy).item(), abs=1e-6)
-    assert learn.recorder.lrs == [0.1] * 4 and learn.recorder.names == ["epoch", "train_loss", "valid_loss",
-                                                                         "accuracy", "time"]
+    assert learn.recorder.lrs == [0.1] * 4 and learn.recorder.names == [
+        "epoch",
+        "train_loss",
+        "valid_loss",
+        "accuracy",
+        "time",
+    ]
 
 
 def test_device_placement():
@@ -156,8 +201,7 @@ def test_model_and_batches_go_to_cuda():
 
 
 def test_progress_bar_writes_the_table(capsys):
-    learn = L.Learner(L.DataLoaders(*loaders()), Mnist_NN(), nn.CrossEntropyLoss(), device="cpu",
-                      metrics=[accuracy])
+    learn = L.Learner(L.DataLoaders(*loaders()), Mnist_NN(), nn.CrossEntropyLoss(), device="cpu", metrics=[accuracy])
     learn.fit(2)
     out = capsys.readouterr().out
     assert "epoch" in out and "valid_loss" in out and "accuracy" in out
@@ -166,18 +210,20 @@ def test_progress_bar_writes_the_table(capsys):
 
 def test_same_losses_as_fastai_learner():
     """Mnist_NN, same start, same batches, SGD: every training batch's loss equal to 1e-5."""
-    from fastai.basics import SGD, Callback, DataLoaders, Learner
     import fastai.callback.progress  # noqa: F401  (no_bar)
+    from fastai.basics import SGD, Callback, DataLoaders, Learner
 
     class Losses(L.Callback):
-        def before_fit(self): self.values = []
+        def before_fit(self):
+            self.values = []
 
         def after_batch(self):
             if self.learn.training:
                 self.values.append(self.learn.loss.item())
 
     class FastaiLosses(Callback):
-        def before_fit(self): self.values = []
+        def before_fit(self):
+            self.values = []
 
         def after_batch(self):
             if self.training:
@@ -188,12 +234,27 @@ def test_same_losses_as_fastai_learner():
     model = Mnist_NN()
     twin = Mnist_NN()
     twin.load_state_dict(model.state_dict())
-    learn = L.Learner(L.DataLoaders(*loaders(n=640)), model, nn.CrossEntropyLoss(), lr=0.1, cbs=[ours],
-                      metrics=[accuracy], device="cpu", progress=False)
+    learn = L.Learner(
+        L.DataLoaders(*loaders(n=640)),
+        model,
+        nn.CrossEntropyLoss(),
+        lr=0.1,
+        cbs=[ours],
+        metrics=[accuracy],
+        device="cpu",
+        progress=False,
+    )
     learn.logger = lambda row: None
     learn.fit(3)
-    fl = Learner(DataLoaders(*loaders(n=640)), twin, loss_func=nn.CrossEntropyLoss(), opt_func=SGD, lr=0.1,
-                 cbs=[theirs], metrics=accuracy)
+    fl = Learner(
+        DataLoaders(*loaders(n=640)),
+        twin,
+        loss_func=nn.CrossEntropyLoss(),
+        opt_func=SGD,
+        lr=0.1,
+        cbs=[theirs],
+        metrics=accuracy,
+    )
     with fl.no_bar(), fl.no_logging():
         fl.fit(3)
     assert len(ours.values) == len(theirs.values) == 30
@@ -204,13 +265,22 @@ def test_same_losses_as_fastai_learner():
 
 def lesson05_learner():
     """Lesson 05's hand-written Learner with its own callbacks, events and exceptions."""
-    import helpers
     from test_lessons_agree import from_lesson
+
+    import helpers
 
     nb = "05_learner_from_scratch.ipynb"
     ns = {"helpers": helpers}
-    for name in ("Callback", "run_event", "with_events", "CancelFitException", "CancelEpochException",
-                 "CancelTrainException", "CancelValidException", "CancelBatchException"):
+    for name in (
+        "Callback",
+        "run_event",
+        "with_events",
+        "CancelFitException",
+        "CancelEpochException",
+        "CancelTrainException",
+        "CancelValidException",
+        "CancelBatchException",
+    ):
         ns[name] = from_lesson(nb, name, **ns)
     for name in ("TrainEvalCallback", "Recorder", "DataLoaders"):
         ns[name] = from_lesson(nb, name, **ns)
@@ -223,8 +293,15 @@ def test_lesson05_learner_matches_helpers():
     for make in (Lesson, L.Learner):
         torch.manual_seed(0)
         kw = {} if make is Lesson else {"progress": False}
-        learn = make(ns["DataLoaders"](*loaders(n=300)), Mnist_NN(), nn.CrossEntropyLoss(), lr=0.1,
-                     metrics=[accuracy], device="cpu", **kw)
+        learn = make(
+            ns["DataLoaders"](*loaders(n=300)),
+            Mnist_NN(),
+            nn.CrossEntropyLoss(),
+            lr=0.1,
+            metrics=[accuracy],
+            device="cpu",
+            **kw,
+        )
         learn.logger = lambda row: None
         learn.fit(2)
         runs.append((learn.recorder.losses, [v[-2:] for v in learn.recorder.values], learn.model))

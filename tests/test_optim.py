@@ -36,21 +36,32 @@ def fastai_opt(name, **kw):
 
 CASES = {  # ours, torch's (None: torch has no such optimizer), fastai's
     "SGD": (lambda p: O.SGD(p, 0.03), lambda p: torch.optim.SGD(p, 0.03), fastai_opt("SGD", lr=0.03)),
-    "SGD momentum, L2": (lambda p: O.SGD(p, 0.03, mom=0.9, wd=1e-2, decouple_wd=False),
-                         lambda p: torch.optim.SGD(p, 0.03, momentum=0.9, weight_decay=1e-2),
-                         fastai_opt("SGD", lr=0.03, mom=0.9, wd=1e-2, decouple_wd=False)),
-    "SGD momentum, decoupled": (lambda p: O.SGD(p, 0.03, mom=0.9, wd=1e-2), None,
-                                fastai_opt("SGD", lr=0.03, mom=0.9, wd=1e-2)),
-    "RMSProp, L2": (lambda p: O.RMSProp(p, 1e-3, wd=1e-2, decouple_wd=False),
-                    lambda p: torch.optim.RMSprop(p, 1e-3, alpha=0.99, eps=1e-8, weight_decay=1e-2),
-                    fastai_opt("RMSProp", lr=1e-3, wd=1e-2, decouple_wd=False)),
+    "SGD momentum, L2": (
+        lambda p: O.SGD(p, 0.03, mom=0.9, wd=1e-2, decouple_wd=False),
+        lambda p: torch.optim.SGD(p, 0.03, momentum=0.9, weight_decay=1e-2),
+        fastai_opt("SGD", lr=0.03, mom=0.9, wd=1e-2, decouple_wd=False),
+    ),
+    "SGD momentum, decoupled": (
+        lambda p: O.SGD(p, 0.03, mom=0.9, wd=1e-2),
+        None,
+        fastai_opt("SGD", lr=0.03, mom=0.9, wd=1e-2),
+    ),
+    "RMSProp, L2": (
+        lambda p: O.RMSProp(p, 1e-3, wd=1e-2, decouple_wd=False),
+        lambda p: torch.optim.RMSprop(p, 1e-3, alpha=0.99, eps=1e-8, weight_decay=1e-2),
+        fastai_opt("RMSProp", lr=1e-3, wd=1e-2, decouple_wd=False),
+    ),
     "RMSProp, decoupled": (lambda p: O.RMSProp(p, 1e-3, wd=1e-2), None, fastai_opt("RMSProp", lr=1e-3, wd=1e-2)),
-    "Adam, L2": (lambda p: O.Adam(p, 1e-3, wd=1e-2, decouple_wd=False),
-                 lambda p: torch.optim.Adam(p, 1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=1e-2),
-                 fastai_opt("Adam", lr=1e-3, wd=1e-2, decouple_wd=False)),
-    "AdamW (fastai's default)": (lambda p: O.Adam(p, 1e-3),
-                                 lambda p: torch.optim.AdamW(p, 1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=1e-2),
-                                 fastai_opt("Adam", lr=1e-3)),
+    "Adam, L2": (
+        lambda p: O.Adam(p, 1e-3, wd=1e-2, decouple_wd=False),
+        lambda p: torch.optim.Adam(p, 1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=1e-2),
+        fastai_opt("Adam", lr=1e-3, wd=1e-2, decouple_wd=False),
+    ),
+    "AdamW (fastai's default)": (
+        lambda p: O.Adam(p, 1e-3),
+        lambda p: torch.optim.AdamW(p, 1e-3, betas=(0.9, 0.99), eps=1e-5, weight_decay=1e-2),
+        fastai_opt("Adam", lr=1e-3),
+    ),
 }
 
 
@@ -108,13 +119,20 @@ def lesson06(name, **ns):
     return from_lesson(nb, name, **base, **ns)
 
 
-@pytest.mark.parametrize("name, make_ours, make_helpers", [
-    ("SGD", lambda c, p: c(p, 0.03, mom=0.9, wd=1e-2, decouple_wd=False), lambda p: O.SGD(p, 0.03, mom=0.9, wd=1e-2, decouple_wd=False)),
-    ("SGD", lambda c, p: c(p, 0.03, mom=0.9, wd=1e-2), lambda p: O.SGD(p, 0.03, mom=0.9, wd=1e-2)),
-    ("RMSProp", lambda c, p: c(p, 1e-3, wd=1e-2), lambda p: O.RMSProp(p, 1e-3, wd=1e-2)),
-    ("Adam", lambda c, p: c(p, 1e-3), lambda p: O.Adam(p, 1e-3)),
-    ("Adam", lambda c, p: c(p, 1e-3, decouple_wd=False), lambda p: O.Adam(p, 1e-3, decouple_wd=False)),
-])
+@pytest.mark.parametrize(
+    "name, make_ours, make_helpers",
+    [
+        (
+            "SGD",
+            lambda c, p: c(p, 0.03, mom=0.9, wd=1e-2, decouple_wd=False),
+            lambda p: O.SGD(p, 0.03, mom=0.9, wd=1e-2, decouple_wd=False),
+        ),
+        ("SGD", lambda c, p: c(p, 0.03, mom=0.9, wd=1e-2), lambda p: O.SGD(p, 0.03, mom=0.9, wd=1e-2)),
+        ("RMSProp", lambda c, p: c(p, 1e-3, wd=1e-2), lambda p: O.RMSProp(p, 1e-3, wd=1e-2)),
+        ("Adam", lambda c, p: c(p, 1e-3), lambda p: O.Adam(p, 1e-3)),
+        ("Adam", lambda c, p: c(p, 1e-3, decouple_wd=False), lambda p: O.Adam(p, 1e-3, decouple_wd=False)),
+    ],
+)
 def test_lesson06_optimizers_match_helpers(name, make_ours, make_helpers):
     cls = lesson06(name)
     assert torch.equal(train(lambda p: make_ours(cls, p)), train(make_helpers))

@@ -28,21 +28,31 @@ def data(n, seed=0):
 def loaders(n=3200, bs=32):
     x, y = data(n)
     vx, vy = data(500, seed=1)
-    return tensor_loader(x, y, bs, shuffle=True, generator=torch.Generator().manual_seed(42)), tensor_loader(vx, vy, 250)
+    return tensor_loader(x, y, bs, shuffle=True, generator=torch.Generator().manual_seed(42)), tensor_loader(
+        vx, vy, 250
+    )
 
 
 def ours(n=3200, bs=32):
     torch.manual_seed(0)
-    learn = L.Learner(L.DataLoaders(*loaders(n, bs)), Mnist_NN(), nn.CrossEntropyLoss(), opt_func=O.Adam, lr=1e-3,
-                      splitter=O.wd_groups, device="cpu", progress=False)
+    learn = L.Learner(
+        L.DataLoaders(*loaders(n, bs)),
+        Mnist_NN(),
+        nn.CrossEntropyLoss(),
+        opt_func=O.Adam,
+        lr=1e-3,
+        splitter=O.wd_groups,
+        device="cpu",
+        progress=False,
+    )
     learn.logger = lambda row: None
     return learn
 
 
 def fastais(n=3200, bs=32):
-    from fastai.basics import DataLoaders, Learner
     import fastai.callback.progress  # noqa: F401
     import fastai.callback.schedule  # noqa: F401
+    from fastai.basics import DataLoaders, Learner
 
     torch.manual_seed(0)
     return Learner(DataLoaders(*loaders(n, bs)), Mnist_NN(), loss_func=nn.CrossEntropyLoss())
@@ -106,8 +116,14 @@ def test_one_cycle_lr_and_mom_equal_fastais_at_every_step():
 
 def test_one_cycle_drives_torch_optimizers_too():
     torch.manual_seed(0)
-    learn = L.Learner(L.DataLoaders(*loaders(640)), Mnist_NN(), nn.CrossEntropyLoss(), device="cpu", progress=False,
-                      opt_func=lambda p, lr: torch.optim.Adam(p, lr=lr))
+    learn = L.Learner(
+        L.DataLoaders(*loaders(640)),
+        Mnist_NN(),
+        nn.CrossEntropyLoss(),
+        device="cpu",
+        progress=False,
+        opt_func=lambda p, lr: torch.optim.Adam(p, lr=lr),
+    )
     learn.logger = lambda row: None
     S.fit_one_cycle(learn, 1, 1e-2)
     assert learn.opt.param_groups[0]["betas"][0] == pytest.approx(learn.recorder.hps["mom"][-1])
@@ -145,8 +161,13 @@ def test_lesson06_one_cycle_callback_matches_helpers():
 def test_lesson06_lr_finder_matches_helpers():
     import copy
 
-    ns = dict(Callback=L.Callback, CancelFitException=L.CancelFitException, CancelValidException=L.CancelValidException,
-              copy=copy, set_lr=lesson06("set_lr"))
+    ns = dict(
+        Callback=L.Callback,
+        CancelFitException=L.CancelFitException,
+        CancelValidException=L.CancelValidException,
+        copy=copy,
+        set_lr=lesson06("set_lr"),
+    )
     LRFinder = lesson06("LRFinder", **ns)
     for name in ("after_batch", "before_validate", "after_fit"):  # the lesson attaches these from a second cell
         setattr(LRFinder, name, lesson06(name, **ns))
