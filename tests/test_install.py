@@ -35,7 +35,8 @@ def write_wheel(directory, name, version, files):
     dist = f"{name}-{version}"
     files = dict(files)
     files[f"{dist}.dist-info/METADATA"] = f"Metadata-Version: 2.1\\nName: {name}\\nVersion: {version}\\n"
-    files[f"{dist}.dist-info/WHEEL"] = "Wheel-Version: 1.0\\nGenerator: tiny\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    wheel = "Wheel-Version: 1.0\\nGenerator: tiny\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    files[f"{dist}.dist-info/WHEEL"] = wheel
     lines = []
     for path, text in files.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
@@ -69,12 +70,25 @@ def make(project: Path, *args: str, check: bool = True) -> subprocess.CompletedP
 
     The variables of an outer make (when the suite itself runs under `make test-colab`, it passes
     VENV=.venv-colab down through the environment) are dropped, so they cannot leak into this one."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MAKE", "MFLAGS", "PIP_")) and k not in ("PYTHON", "VENV", "CONSTRAINTS")}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(project / "wheels"),
-               PIP_DISABLE_PIP_VERSION_CHECK="1")
-    result = subprocess.run(["make", "--no-print-directory", "-f", str(MAKEFILE), *args], cwd=project,
-                            env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MAKE", "MFLAGS", "PIP_")) and k not in ("PYTHON", "VENV", "CONSTRAINTS")
+    }
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_NO_INDEX="1",
+        PIP_FIND_LINKS=str(project / "wheels"),
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+    )
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-f", str(MAKEFILE), *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check:
         assert result.returncode == 0, f"make {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
@@ -104,8 +118,9 @@ def add_wheel(project: Path, version: str) -> None:
 
 
 def installed(project: Path, code: str) -> str:
-    return subprocess.run([str(project / ".venv/bin/python"), "-c", code], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        [str(project / ".venv/bin/python"), "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_every_interrupted_or_failed_step_is_finished_by_running_make_again(project: Path):
@@ -174,7 +189,8 @@ def test_make_help_lists_every_target_and_every_target_is_phony(project: Path):
     text = MAKEFILE.read_text()
     phony = set(re.search(r"^\.PHONY:((?:.*\\\n)*.*)$", text, flags=re.M).group(1).replace("\\\n", " ").split())
     targets = makefile_targets()
-    assert {"test", "test-latest", "test-colab", "test-portability", "test-matrix", "help", "constraints"} <= set(targets)
+    lanes = {"test", "test-latest", "test-colab", "test-portability", "test-matrix", "test-cuda"}
+    assert lanes | {"help", "constraints"} <= set(targets)
     assert set(targets) == phony, "every target names no file, so .PHONY should list exactly these"
     shown = {line.split()[1] for line in make(project, "help").stdout.splitlines()}
     assert shown == set(targets)

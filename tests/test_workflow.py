@@ -37,8 +37,12 @@ def load(path: Path) -> dict:
 
 def run_lines(workflow: dict) -> list[tuple[str, str]]:
     """(job id, command line) for every line of every `run:` step."""
-    return [(job_id, line.strip()) for job_id, job in workflow["jobs"].items()
-            for step in job.get("steps", []) for line in step.get("run", "").splitlines()]
+    return [
+        (job_id, line.strip())
+        for job_id, job in workflow["jobs"].items()
+        for step in job.get("steps", [])
+        for line in step.get("run", "").splitlines()
+    ]
 
 
 def make_targets(workflow: dict) -> set[str]:
@@ -95,8 +99,9 @@ def test_the_workflow_runs_every_lane_where_the_readme_says():
 def test_the_workflow_matches_githubs_schema(path: Path):
     checker = tool("check-jsonschema")
     assert checker, "check-jsonschema is missing: make test installs it (requirements-dev.txt)"
-    result = subprocess.run([checker, "--builtin-schema", "vendor.github-workflows", str(path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.github-workflows", str(path)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -107,6 +112,5 @@ def test_actionlint_passes():
         if os.environ.get("SGD_REQUIRE_ACTIONLINT") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    result = subprocess.run([actionlint, "-no-color", *map(str, WORKFLOWS)], cwd=ROOT, capture_output=True,
-                            text=True)
+    result = subprocess.run([actionlint, "-no-color", *map(str, WORKFLOWS)], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
