@@ -18,7 +18,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 VENV_OK := $(BIN)/python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix or sys.version_info < (3, 11))' 2>/dev/null \
 	&& $(BIN)/python -m pip --version >/dev/null 2>&1
 
-.PHONY: help lab lessons test test-portability test-matrix test-latest test-colab test-cuda data venv constraints \
+.PHONY: help lab lessons test test-portability test-matrix lint test-latest test-colab test-cuda data venv constraints \
 	sync slides students site classroom clean-data
 .DELETE_ON_ERROR:
 
@@ -34,11 +34,15 @@ lessons: data        ## run every lesson top to bottom without a browser (result
 test: $(DEV) data    ## unit tests, classroom and browser tests, every notebook under nbval, on all cores
 	OMP_NUM_THREADS=1 $(NBVAL)
 
-test-portability: $(DEV) data  ## the notebooks under nbval with torch's own thread count and AVX2 kernels
-	env -u OMP_NUM_THREADS ATEN_CPU_CAPABILITY=avx2 $(NBVAL) notebooks
+test-portability: $(DEV) data  ## the notebooks under nbval as `pytest notebooks/` runs them: torch's own thread count, AVX2 kernels
+	env -u OMP_NUM_THREADS ATEN_CPU_CAPABILITY=avx2 $(BIN)/pytest -p no:xdist notebooks
 
-test-matrix: $(DEV) data  ## the notebooks across thread counts and CPU kernels, as a grid (tools/matrix.py)
-	$(BIN)/python tools/matrix.py
+test-matrix: $(DEV) data  ## the notebooks across thread counts, CPU kernels, MPLBACKEND=Agg (and CUDA), as a grid
+	$(BIN)/python -m tools.matrix
+
+lint: $(DEV)         ## ruff: lint and format check of the code, notebooks included
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-latest:         ## the suite on the newest releases the ranges allow (own venv .venv-latest, re-resolved each run)
 	rm -f .venv-latest/.installed .venv-latest/.installed-dev

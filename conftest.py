@@ -20,6 +20,7 @@ LONGEST_FIRST = [
     "tests/test_browser.py",
     "tests/test_data_kill.py",
     *(f for n, f in sorted(_by_number.items()) if f not in _LONG),
+    "tests/test_install.py",
     "tests/test_harness.py",
     "tests/test_classroom.py",
 ]

@@ -268,8 +268,9 @@ def lesson05_learner():
     from test_lessons_agree import from_lesson
 
     import helpers
+    from tools.classroom import lesson
 
-    nb = "05_learner_from_scratch.ipynb"
+    nb = lesson("05").name
     ns = {"helpers": helpers}
     for name in (
         "Callback",

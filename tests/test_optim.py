@@ -114,7 +114,9 @@ def test_update_must_be_defined():
 def lesson06(name, **ns):
     from test_lessons_agree import from_lesson
 
-    nb = "06_optimizers_and_schedules.ipynb"
+    from tools.classroom import lesson
+
+    nb = lesson("06").name
     base = {"Optimizer": from_lesson(nb, "Optimizer"), "decay": from_lesson(nb, "decay")}
     return from_lesson(nb, name, **base, **ns)
 

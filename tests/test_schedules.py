@@ -133,7 +133,9 @@ def test_one_cycle_drives_torch_optimizers_too():
 def lesson06(name, **ns):
     from test_lessons_agree import from_lesson
 
-    return from_lesson("06_optimizers_and_schedules.ipynb", name, math=math, **ns)
+    from tools.classroom import lesson
+
+    return from_lesson(lesson("06").name, name, math=math, **ns)
 
 
 def test_lesson06_schedules_and_valley_match_helpers():
