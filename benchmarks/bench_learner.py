@@ -45,9 +45,9 @@ def make_ways(device: torch.device) -> tuple[dict[str, Callable[[], nn.Module]],
 
     m = helpers.load_mnist(device)
     train = list(
-        tensor_loader(m["x_train"], m["y_train"], 64, shuffle=True, generator=torch.Generator().manual_seed(42))
+        tensor_loader(m["train_x"], m["train_y"], 64, shuffle=True, generator=torch.Generator().manual_seed(42))
     )
-    valid = list(tensor_loader(m["x_valid"], m["y_valid"], 1000))
+    valid = list(tensor_loader(m["valid_x"], m["valid_y"], 1000))
     loss_func = nn.CrossEntropyLoss()
 
     def plain() -> nn.Module:

@@ -114,7 +114,7 @@ def lesson01(device, epochs, repeat):
 
 def mnist_nn_pass(device, repeat):
     m = helpers.load_mnist(device)
-    x, y = m["x_train"], m["y_train"]
+    x, y = m["train_x"], m["train_y"]
     loss_func = nn.CrossEntropyLoss()
 
     def one_pass(make_loader):
@@ -139,8 +139,8 @@ def fastai_vs_plain(m, device, repeat):
     import fastai.callback.progress  # noqa: F401  (no_bar)
     from fastai.basics import SGD, DataLoaders, Learner
 
-    x, y = m["x_train"], m["y_train"]
-    valid = sgd.tensor_loader(m["x_valid"], m["y_valid"], 1000)
+    x, y = m["train_x"], m["train_y"]
+    valid = sgd.tensor_loader(m["valid_x"], m["valid_y"], 1000)
     loss_func = nn.CrossEntropyLoss()
 
     def plain():

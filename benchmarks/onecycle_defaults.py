@@ -40,8 +40,8 @@ def run(m, seed, device, eps=1e-5, pct_start=0.25, div_final=1e5, wd_bn_bias=Fal
     helpers.seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
     # v1's DataBunch dropped the last partial training batch
-    train = tensor_loader(m["x_train"], m["y_train"], bs, shuffle=True, generator=g, drop_last=drop_last)
-    dls = DataLoaders(train, tensor_loader(m["x_valid"], m["y_valid"], 1000))
+    train = tensor_loader(m["train_x"], m["train_y"], bs, shuffle=True, generator=g, drop_last=drop_last)
+    dls = DataLoaders(train, tensor_loader(m["valid_x"], m["valid_y"], 1000))
     learn = Learner(
         dls,
         Mnist_NN().to(device),

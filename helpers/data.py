@@ -37,8 +37,9 @@ def load_mnist(device: torch.device | str | None = None, flat: bool = True) -> d
     """Full MNIST as float pixels in [0, 1] and int64 labels 0..9.
 
     ``train`` is the original training set's first 50,000 images, ``valid`` its last 10,000 and
-    ``test`` the 10,000 testing images. Keys: ``x_train, y_train, x_valid, y_valid, x_test, y_test``;
-    images are [n, 784] when ``flat`` else [n, 28, 28].
+    ``test`` the 10,000 testing images. Keys ``<split>_x`` and ``<split>_y``, named like every key of
+    the data layer (split first): ``train_x, train_y, valid_x, valid_y, test_x, test_y``; images are
+    [n, 784] when ``flat`` else [n, 28, 28].
     """
     raw = load_raw(MNIST)
     x, y = raw["training_x"], raw["training_y"]
@@ -50,6 +51,6 @@ def load_mnist(device: torch.device | str | None = None, flat: bool = True) -> d
     out = {}
     for name, (xi, yi) in parts.items():
         xi = _to_float(xi, device)
-        out[f"x_{name}"] = xi.view(len(xi), -1) if flat else xi
-        out[f"y_{name}"] = yi.to(device)
+        out[f"{name}_x"] = xi.view(len(xi), -1) if flat else xi
+        out[f"{name}_y"] = yi.to(device)
     return out

@@ -725,17 +725,17 @@ def test_real_3s_and_7s():
 @needs_shared
 def test_real_mnist_split_and_pixels():
     m = D.load_mnist()
-    assert m["x_train"].shape == (50_000, 784) and m["x_valid"].shape == (10_000, 784)
-    assert m["x_test"].shape == (10_000, 784) and m["y_test"].dtype == torch.int64
-    assert m["y_train"].min() == 0 and m["y_train"].max() == 9
+    assert m["train_x"].shape == (50_000, 784) and m["valid_x"].shape == (10_000, 784)
+    assert m["test_x"].shape == (10_000, 784) and m["test_y"].dtype == torch.int64
+    assert m["train_y"].min() == 0 and m["train_y"].max() == 9
     raw = S.load_raw(S.MNIST)
     assert S.tensors_crc32(S.MNIST, raw) == S.MNIST.crc32
     assert raw["training_idx"].tolist() == list(range(60_000))  # the original MNIST order
     assert raw["testing_idx"].tolist() == list(range(10_000))
     # The well-known first labels of MNIST's training and test files.
-    assert m["y_train"][:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
-    assert m["y_valid"][:3].tolist() == raw["training_y"][50_000:50_003].tolist()
-    assert m["y_test"][:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert m["train_y"][:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert m["valid_y"][:3].tolist() == raw["training_y"][50_000:50_003].tolist()
+    assert m["test_y"][:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     folder = S.data_dir() / "mnist_png"
     if folder.is_dir():  # spot-check the cache against the PNGs themselves
         for i in (0, 12_345, 59_999):
