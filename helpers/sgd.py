@@ -133,22 +133,17 @@ class BasicOptim:
 
 
 def train_model(
-    model: torch.nn.Module | Callable[[Tensor], Tensor],
-    epochs: int,
-    dl: Iterable,
-    valid_dl: Iterable,
-    opt,
-    loss_func=mnist_loss,
-    metric=batch_accuracy,
+    model: torch.nn.Module | Callable[[Tensor], Tensor], epochs: int, dl: Iterable, valid_dl: Iterable, opt
 ) -> list[float]:
-    """Train for `epochs` passes with any optimizer; return the validation metric after each."""
+    """Train for `epochs` passes over `dl` with any optimizer (lesson 02); return the validation
+    accuracy after each."""
     history = []
     for _ in range(epochs):
         for xb, yb in dl:
-            calc_grad(xb, yb, model, loss_func)
+            calc_grad(xb, yb, model)
             opt.step()
             opt.zero_grad()
-        history.append(validate_epoch(model, valid_dl, metric))
+        history.append(validate_epoch(model, valid_dl))
     return history
 
 

@@ -119,7 +119,8 @@ def test_basic_optim_and_train_model_of_lesson02():
     a = nn.Linear(784, 1)
     b = nn.Linear(784, 1)
     b.load_state_dict(a.state_dict())
-    ours = train_model(a, 3, BasicOptim(a.parameters(), lr=1.0))
+    assert list(inspect.signature(train_model).parameters) == list(inspect.signature(sgd.train_model).parameters)
+    ours = train_model(a, 3, loader(), valid_dl, BasicOptim(a.parameters(), lr=1.0))
     theirs = sgd.train_model(b, 3, loader(), valid_dl, sgd.BasicOptim(b.parameters(), lr=1.0))
     assert ours == theirs
     assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
