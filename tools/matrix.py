@@ -103,11 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{name}: {len(lessons) - bad}/{len(lessons)} lessons green ({time.perf_counter() - t0:.0f} s)", flush=True
         )
-    width = max(len(p.stem) for p in lessons)
+    width = len("lesson 00")
     print("\n" + "lesson".ljust(width), *(c.ljust(max(len(c), 6)) for c in cols))
     for p in lessons:
         cells = [("ok" if not grid[c].get(p.name) else "FAIL " + ",".join(grid[c][p.name])) for c in cols]
-        print(p.stem.ljust(width), *(v.ljust(max(len(c), 6)) for v, c in zip(cells, cols)))
+        print(f"lesson {p.name[:2]}".ljust(width), *(v.ljust(max(len(c), 6)) for v, c in zip(cells, cols)))
     return 0 if all(not v for col in grid.values() for v in col.values()) else 1
 
 
