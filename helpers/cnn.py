@@ -3,11 +3,9 @@ picture of what its layers hold (filters, activations)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from torch import nn
 
-import matplotlib.pyplot as plt
-import torch
-from torch import Tensor, nn
+from .plots import show_maps  # drawn by lesson 07 too: any 2-D maps, not only 28x28 digits
 
 __all__ = ["conv_out_size", "conv", "simple_cnn", "show_maps"]
 
@@ -30,33 +28,3 @@ def simple_cnn() -> nn.Sequential:
     """1x28x28 -> 8x14x14 -> 16x7x7 -> 32x4x4 -> 512 -> 10 class scores: three strided
     convolutions, then one linear layer."""
     return nn.Sequential(conv(1, 8), conv(8, 16), conv(16, 32), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
-
-
-def show_maps(
-    maps: Tensor | Sequence[Tensor],
-    titles: Sequence[str] | None = None,
-    ncols: int = 8,
-    size: float = 1.2,
-    diverging: bool = False,
-) -> None:
-    """Show 2-D maps of any size (filters, activations) in a grid; `diverging` centres a red/blue
-    colour map at 0, so that positive and negative weights read apart."""
-    maps = [torch.as_tensor(m).detach().float().cpu().numpy() for m in maps]
-    ncols = min(ncols, len(maps))
-    nrows = (len(maps) + ncols - 1) // ncols
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(size * ncols, size * nrows * (1.25 if titles else 1)), squeeze=False
-    )
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= len(maps):
-            continue
-        if diverging:
-            lim = float(abs(maps[i]).max()) or 1.0
-            ax.imshow(maps[i], cmap="RdBu", vmin=-lim, vmax=lim)
-        else:
-            ax.imshow(maps[i], cmap="Greys")
-        if titles:
-            ax.set_title(titles[i], fontsize=9)
-    fig.tight_layout()
-    plt.show()

@@ -10,7 +10,38 @@ import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
-__all__ = ["show_images", "plot_history", "gv"]
+__all__ = ["show_images", "show_maps", "plot_history", "gv"]
+
+
+def show_maps(
+    maps: Tensor | Sequence[Tensor],
+    titles: Sequence[str] | None = None,
+    ncols: int = 8,
+    size: float = 1.2,
+    cmap: str = "Greys",
+    diverging: bool = False,
+) -> None:
+    """Show 2-D maps of any size (digits, filters, activations) in a row or grid; `diverging` centres
+    a red/blue colour map at 0, so that positive and negative values read apart."""
+    maps = [torch.as_tensor(m).detach().float().cpu() for m in maps]
+    ncols = min(ncols, len(maps))
+    nrows = (len(maps) + ncols - 1) // ncols
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows * (1.25 if titles else 1)), squeeze=False
+    )
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= len(maps):
+            continue
+        if diverging:
+            lim = float(maps[i].abs().max()) or 1.0
+            ax.imshow(maps[i], cmap="RdBu", vmin=-lim, vmax=lim)
+        else:
+            ax.imshow(maps[i], cmap=cmap)
+        if titles:
+            ax.set_title(titles[i], fontsize=9)
+    fig.tight_layout()
+    plt.show()
 
 
 def show_images(
@@ -20,28 +51,9 @@ def show_images(
     size: float = 1.2,
     cmap: str = "Greys",
     diverging: bool = False,
-):
+) -> None:
     """Show a few 28x28 images (or 784-vectors) in a row or grid. `diverging` centres a red/blue map at 0."""
-    images = [torch.as_tensor(im).detach().float().cpu().view(28, 28) for im in images]
-    ncols = min(ncols, len(images))
-    nrows = (len(images) + ncols - 1) // ncols
-    fig, axes = plt.subplots(
-        nrows, ncols, figsize=(size * ncols, size * nrows * (1.25 if titles else 1)), squeeze=False
-    )
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= len(images):
-            continue
-        im = images[i]
-        if diverging:
-            lim = float(im.abs().max())
-            ax.imshow(im, cmap="RdBu", vmin=-lim, vmax=lim)
-        else:
-            ax.imshow(im, cmap=cmap)
-        if titles:
-            ax.set_title(titles[i], fontsize=9)
-    fig.tight_layout()
-    plt.show()
+    show_maps([torch.as_tensor(im).view(28, 28) for im in images], titles, ncols, size, cmap, diverging)
 
 
 def plot_history(
