@@ -34,9 +34,11 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from nbval.plugin import get_sanitize_patterns  # noqa: E402
 from nbval_tolerance import split_numbers, tolerance_of  # noqa: E402  (the comparison nbval uses)
 
 from tools.classroom import manifest  # noqa: E402
+from tools.matrix import cpu_kernels  # noqa: E402
 
 SEED_CALLS = [
     (r"\bsetup\(\)", "setup({seed})"),
@@ -47,10 +49,9 @@ SEED_CALLS = [
 
 
 def sanitizers() -> list[tuple[re.Pattern, str]]:
-    """The regex/replace pairs of tests/sanitize.cfg, applied as nbval applies them."""
+    """The regex/replace pairs of tests/sanitize.cfg, read and applied as nbval reads and applies them."""
     text = (ROOT / "tests" / "sanitize.cfg").read_text()
-    pairs = re.findall(r"^regex: (.*)\n^replace: ?(.*)$", text, flags=re.M)
-    return [(re.compile(r), rep) for r, rep in pairs]
+    return [(re.compile(r), rep) for r, rep in get_sanitize_patterns(text)]
 
 
 def printed(cell, subs) -> str:
@@ -65,11 +66,6 @@ def printed(cell, subs) -> str:
     for rx, rep in subs:
         text = rx.sub(rep, text)
     return text
-
-
-def cpu_kernels() -> list[str]:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    return ["default", "avx2"] * ("avx2" in flags) + ["avx512"] * ("avx512f" in flags) or ["default"]
 
 
 def lesson_paths(folder: str, numbers: list[str] | None) -> list[Path]:

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from nbval.plugin import get_sanitize_patterns
 from nbval_tolerance import split_numbers, tolerance_of, within
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,7 +23,7 @@ def code_cells(path: Path):
     return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
 
 
-SANITIZE = re.findall(r"^regex: (.*)\n^replace: ?(.*)$", (ROOT / "tests" / "sanitize.cfg").read_text(), flags=re.M)
+SANITIZE = get_sanitize_patterns((ROOT / "tests" / "sanitize.cfg").read_text())  # as nbval reads it
 
 
 def printed(cell) -> str:
