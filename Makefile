@@ -19,7 +19,7 @@ VENV_OK := $(BIN)/python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix 
 	&& $(BIN)/python -m pip --version >/dev/null 2>&1
 
 .PHONY: help lab lessons test test-portability test-matrix lint test-latest test-colab test-cuda data venv constraints \
-	sync slides students site classroom clean-data
+	sync export slides students site classroom clean-data
 .DELETE_ON_ERROR:
 
 lab: data            ## open the lessons in JupyterLab, with this venv's Python as the kernel
@@ -63,6 +63,10 @@ constraints:         ## record what .venv holds as constraints/ci.txt (to re-pin
 	mv constraints/ci.txt.tmp constraints/ci.txt
 
 sync: $(STAMP)       ## Colab badge + set-up cell + slide metadata in every lesson (after editing one)
+	$(BIN)/python tools/classroom.py sync
+
+export: $(DEV)       ## after editing a lesson: regenerate the helpers modules from the lessons' `#| export` cells, then sync
+	$(BIN)/python -m tools.export
 	$(BIN)/python tools/classroom.py sync
 
 slides: $(DEV)       ## instructor decks: build/slides/<lesson>.slides.html, reveal.js, work offline

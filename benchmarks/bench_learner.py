@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 import helpers
+from helpers.data import tensor_loader
 from helpers.learner import DataLoaders, Learner
 from helpers.mnist import Mnist_NN
-from helpers.sgd import tensor_loader
 
 
 def accuracy(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
@@ -71,9 +71,8 @@ def make_ways(device: torch.device) -> tuple[dict[str, Callable[[], nn.Module]],
 
     def ours() -> nn.Module:
         helpers.seed_everything(0)
-        learn = Learner(
-            DataLoaders(train, valid), Mnist_NN(), loss_func, lr=0.1, metrics=[accuracy], device=device, progress=False
-        )
+        learn = Learner(DataLoaders(train, valid), Mnist_NN(), loss_func, lr=0.1, metrics=[accuracy])
+        learn.device = torch.device(device)
         learn.logger = lambda row: None
         learn.fit(1)
         return learn.model

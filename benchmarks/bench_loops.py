@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 import helpers
 from helpers import sgd
+from helpers.data import tensor_loader
 from helpers.mnist import Mnist_NN, update_with_wd
 
 
@@ -52,7 +53,7 @@ def seeds_loader(x, y, bs, seed):
 
 
 def helpers_loader(x, y, bs, seed):
-    return sgd.tensor_loader(x, y, bs, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    return tensor_loader(x, y, bs, shuffle=True, generator=torch.Generator().manual_seed(seed))
 
 
 def report(t_seed, t_ours, floor_s, unit, t_steps=None):
@@ -71,7 +72,7 @@ def lesson01(device, epochs, repeat):
     d = helpers.load_3s_and_7s(device)
     x, y = sgd.stack_3s_and_7s(d["train_3"], d["train_7"])
     vx, vy = sgd.stack_3s_and_7s(d["valid_3"], d["valid_7"])
-    valid_dl = sgd.tensor_loader(vx, vy, 1000)
+    valid_dl = tensor_loader(vx, vy, 1000)
 
     def train(make_loader, make_valid=lambda: valid_dl):
         torch.manual_seed(0)
@@ -84,14 +85,14 @@ def lesson01(device, epochs, repeat):
     floor = epochs * 2 * x.numel() * 4 / 10e9
     from fastai.data.load import DataLoader as FastaiDataLoader
 
-    made, valid_made = list(sgd.tensor_loader(x, y, 256)), list(valid_dl)
+    made, valid_made = list(tensor_loader(x, y, 256)), list(valid_dl)
     t_seed, acc_seed, t_ours, acc_ours, t_steps, acc_steps = best_of(
         [
             lambda: train(
                 lambda x, y, bs, _: FastaiDataLoader(list(zip(x, y)), bs=bs),
                 lambda: FastaiDataLoader(list(zip(vx, vy)), bs=256),
             ),
-            lambda: train(lambda x, y, bs, _: sgd.tensor_loader(x, y, bs)),
+            lambda: train(lambda x, y, bs, _: tensor_loader(x, y, bs)),
             lambda: train(lambda *_: made, lambda: valid_made),
         ],
         repeat,
@@ -140,7 +141,7 @@ def fastai_vs_plain(m, device, repeat):
     from fastai.basics import SGD, DataLoaders, Learner
 
     x, y = m["train_x"], m["train_y"]
-    valid = sgd.tensor_loader(m["valid_x"], m["valid_y"], 1000)
+    valid = tensor_loader(m["valid_x"], m["valid_y"], 1000)
     loss_func = nn.CrossEntropyLoss()
 
     def plain():

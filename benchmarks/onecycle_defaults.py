@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 import helpers
+from helpers.data import tensor_loader
 from helpers.mnist import Mnist_NN
-from helpers.sgd import tensor_loader
 
 CONFIGS = {
     "fastai 2.8 defaults": {},
