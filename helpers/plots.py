@@ -20,27 +20,33 @@ def show_maps(
     size: float = 1.2,
     cmap: str = "Greys",
     diverging: bool = False,
+    shared: bool = False,
 ) -> None:
     """Show 2-D maps of any size (digits, filters, activations) in a row or grid; `diverging` centres
-    a red/blue colour map at 0, so that positive and negative values read apart."""
-    maps = [torch.as_tensor(m).detach().float().cpu() for m in maps]
+    a red/blue colour map at 0, so that positive and negative values read apart. Each map is scaled
+    to its own range, unless `shared`: then all use one scale, shown by a colour bar, so that maps
+    can be compared with each other."""
+    maps = [torch.as_tensor(m).detach().float().cpu().numpy() for m in maps]
     ncols = min(ncols, len(maps))
     nrows = (len(maps) + ncols - 1) // ncols
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(size * ncols, size * nrows * (1.25 if titles else 1)), squeeze=False
     )
+    lo, hi = min(float(m.min()) for m in maps), max(float(m.max()) for m in maps)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= len(maps):
             continue
+        lim = (max(abs(lo), abs(hi)) if shared else float(abs(maps[i]).max())) or 1.0
         if diverging:
-            lim = float(maps[i].abs().max()) or 1.0
-            ax.imshow(maps[i], cmap="RdBu", vmin=-lim, vmax=lim)
+            image = ax.imshow(maps[i], cmap="RdBu", vmin=-lim, vmax=lim)
         else:
-            ax.imshow(maps[i], cmap=cmap)
+            image = ax.imshow(maps[i], cmap=cmap, **({"vmin": lo, "vmax": hi} if shared else {}))
         if titles:
             ax.set_title(titles[i], fontsize=9)
     fig.tight_layout()
+    if shared:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, pad=0.01)
     plt.show()
 
 

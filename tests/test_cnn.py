@@ -1,26 +1,14 @@
-"""Lesson 07's convolutional network as the lesson writes it and as `helpers.cnn` provides it: the same
-signatures, layers and outputs; and the size arithmetic the lesson's prose relies on."""
+"""Lesson 08's convolutional network (helpers.cnn, exported from the lesson): the size arithmetic
+the lesson's prose relies on, the layers and their parameters; and the maps it draws (helpers.plots)."""
 
 from __future__ import annotations
-
-import inspect
 
 import matplotlib
 import pytest
 import torch
 import torch.nn.functional as F
-from test_lessons_agree import from_lesson
 
-from helpers import cnn
-from tools import classroom
-
-L07 = classroom.lesson("07").name
-
-
-def same_signature(a, b) -> bool:
-    """Same parameter names and defaults (the lesson's functions carry no annotations)."""
-    pa, pb = inspect.signature(a).parameters, inspect.signature(b).parameters
-    return [(p.name, p.default) for p in pa.values()] == [(p.name, p.default) for p in pb.values()]
+from helpers import cnn, plots
 
 
 @pytest.mark.parametrize("n", [1, 4, 5, 7, 14, 28])
@@ -31,25 +19,6 @@ def test_conv_out_size_is_what_conv2d_gives(n, stride, padding):
         pytest.skip("a 3x3 kernel does not fit")
     out = F.conv2d(torch.zeros(1, 1, n, n), torch.zeros(1, 1, 3, 3), stride=stride, padding=padding)
     assert out.shape[-2:] == (cnn.conv_out_size(n, 3, stride, padding),) * 2
-
-
-def test_lesson07_functions_are_the_helpers():
-    size = from_lesson(L07, "conv_out_size")
-    assert same_signature(size, cnn.conv_out_size)
-    assert [size(n) for n in range(1, 40)] == [cnn.conv_out_size(n) for n in range(1, 40)]
-    conv = from_lesson(L07, "conv")
-    assert same_signature(conv, cnn.conv)
-    for act in (True, False):
-        assert repr(conv(3, 5, act)) == repr(cnn.conv(3, 5, act))
-    simple_cnn = from_lesson(L07, "simple_cnn", conv=conv)
-    assert same_signature(simple_cnn, cnn.simple_cnn)
-    torch.manual_seed(0)
-    ours = simple_cnn()
-    torch.manual_seed(0)
-    theirs = cnn.simple_cnn()
-    assert repr(ours) == repr(theirs)
-    x = torch.rand(5, 1, 28, 28)
-    assert torch.equal(ours(x), theirs(x))
 
 
 def test_simple_cnn_shapes_and_parameter_count():
@@ -76,7 +45,7 @@ def test_show_maps_draws_each_map(monkeypatch):
 
     shown = []
     monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
-    cnn.show_maps(torch.randn(5, 3, 3), titles=[str(i) for i in range(5)], ncols=3, diverging=True)
+    plots.show_maps(torch.randn(5, 3, 3), titles=[str(i) for i in range(5)], ncols=3, diverging=True)
     (fig,) = shown
     with_image = [ax for ax in fig.axes if ax.images]
     assert len(fig.axes) == 6 and len(with_image) == 5
@@ -84,3 +53,25 @@ def test_show_maps_draws_each_map(monkeypatch):
     lo, hi = with_image[0].images[0].get_clim()
     assert lo == -hi  # diverging: centred at 0
     plt.close(fig)
+
+
+def test_show_maps_shared_puts_every_map_on_one_scale_with_a_colour_bar(monkeypatch):
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
+    maps = [torch.full((3, 3), 0.5), torch.arange(9.0).view(3, 3)]
+    plots.show_maps(maps, shared=True)
+    plots.show_maps(maps)
+    shared, separate = shown
+    assert [ax.images[0].get_clim() for ax in shared.axes if ax.images] == [(0.0, 8.0)] * 2
+    assert len(shared.axes) == 3  # two maps and the colour bar
+    assert [ax.images[0].get_clim() for ax in separate.axes if ax.images][1] == (0.0, 8.0)
+    assert len(separate.axes) == 2
+    plt.close("all")
+
+
+def test_conv_act_switches_the_relu():
+    assert [type(m).__name__ for m in cnn.conv(1, 2)] == ["Conv2d", "ReLU"]
+    assert [type(m).__name__ for m in cnn.conv(1, 2, act=False)] == ["Conv2d"]

@@ -1,6 +1,7 @@
-"""helpers.optim: every step of SGD with momentum, RMSProp and Adam, with weight decay both ways,
-equal to torch.optim and to fastai's optimizers with the same settings (parameters to 1e-6 over
-100 steps)."""
+"""helpers.optim, as lesson 06 builds it: every step of SGD with momentum, RMSProp and Adam, with
+weight decay both ways, equal to torch.optim and to fastai's optimizers with the same settings
+(parameters to 1e-6 over 100 steps); `wd_groups` as fastai's `wd_bn_bias=False`; and the three places
+where the lesson deliberately follows torch.optim rather than fastai."""
 
 from __future__ import annotations
 
@@ -105,36 +106,116 @@ def test_state_dict_round_trip_and_param_groups():
 
 
 def test_update_must_be_defined():
-    with pytest.raises(NotImplementedError, match="must define update"):
-        p = torch.zeros(2, requires_grad=True)
-        p.grad = torch.ones(2)
-        O.Optimizer([p], {"lr": 0.1}).step()
+    p = torch.zeros(2, requires_grad=True)
+    p.grad = torch.ones(2)
+    with pytest.raises(NotImplementedError, match="Optimizer must define update"):
+        O.Optimizer([p], lr=0.1).step()
+    with pytest.raises(ValueError, match="no parameters"):
+        O.SGD([], lr=0.1)
 
 
-def lesson06(name, **ns):
-    from test_lessons_agree import from_lesson
+def fastai_no_wd_names(model):
+    """The names of the parameters fastai's Learner keeps out of weight decay (wd_bn_bias=False)."""
+    from fastai.torch_core import norm_bias_params
 
-    from tools.classroom import lesson
-
-    nb = lesson("06").name
-    base = {"Optimizer": from_lesson(nb, "Optimizer"), "decay": from_lesson(nb, "decay")}
-    return from_lesson(nb, name, **base, **ns)
+    skip = {id(p) for p in norm_bias_params(model, with_bias=True)}
+    return {n for n, p in model.named_parameters() if id(p) in skip}
 
 
 @pytest.mark.parametrize(
-    "name, make_ours, make_helpers",
+    "model",
     [
-        (
-            "SGD",
-            lambda c, p: c(p, 0.03, mom=0.9, wd=1e-2, decouple_wd=False),
-            lambda p: O.SGD(p, 0.03, mom=0.9, wd=1e-2, decouple_wd=False),
+        nn.Sequential(nn.Linear(4, 8), nn.GroupNorm(2, 8), nn.Linear(8, 2)),
+        nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3, bias=False), nn.LayerNorm(4)
         ),
-        ("SGD", lambda c, p: c(p, 0.03, mom=0.9, wd=1e-2), lambda p: O.SGD(p, 0.03, mom=0.9, wd=1e-2)),
-        ("RMSProp", lambda c, p: c(p, 1e-3, wd=1e-2), lambda p: O.RMSProp(p, 1e-3, wd=1e-2)),
-        ("Adam", lambda c, p: c(p, 1e-3), lambda p: O.Adam(p, 1e-3)),
-        ("Adam", lambda c, p: c(p, 1e-3, decouple_wd=False), lambda p: O.Adam(p, 1e-3, decouple_wd=False)),
+        nn.Sequential(nn.Linear(4, 4), nn.InstanceNorm1d(4, affine=True), nn.Linear(4, 2, bias=False)),
     ],
+    ids=["groupnorm", "batchnorm-layernorm", "instancenorm"],
 )
-def test_lesson06_optimizers_match_helpers(name, make_ours, make_helpers):
-    cls = lesson06(name)
-    assert torch.equal(train(lambda p: make_ours(cls, p)), train(make_helpers))
+def test_wd_groups_keeps_out_what_fastai_keeps_out(model):
+    """As fastai: biases and batch/instance/layer-norm parameters get no weight decay; a GroupNorm's
+    weight does (fastai's norm_types leaves GroupNorm out), its bias does not."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed, not_decayed = O.wd_groups(model)
+    assert not_decayed["wd"] == 0.0 and "wd" not in decayed
+    assert {names[id(p)] for p in not_decayed["params"]} == fastai_no_wd_names(model)
+    assert {names[id(p)] for p in decayed["params"]} == set(names.values()) - fastai_no_wd_names(model)
+
+
+# The three places where the lesson follows torch.optim, not fastai, on purpose.
+
+
+def test_momentum_is_read_at_every_step_as_torch_not_fixed_at_creation_as_fastai():
+    import fastai.optimizer as F
+
+    def two_steps(opt, p, set_mom):
+        set_mom(opt)
+        for _ in range(2):
+            p.grad = torch.ones_like(p)
+            opt.step()
+        return p.item()
+
+    p, q, r = (torch.zeros(1, requires_grad=True) for _ in range(3))
+    ours = two_steps(O.SGD([p], lr=1.0), p, lambda o: o.param_groups[0].update(mom=0.9))
+    torchs = two_steps(torch.optim.SGD([q], lr=1.0), q, lambda o: o.param_groups[0].update(momentum=0.9))
+    fastais = two_steps(F.SGD([r], lr=1.0), r, lambda o: o.hypers[0].update(mom=0.9))
+    assert ours == pytest.approx(torchs) == pytest.approx(-2.9) and fastais == pytest.approx(-2.0)
+
+
+def test_zero_grad_sets_none_so_a_parameter_without_gradient_stops_as_torch():
+    import fastai.optimizer as F
+
+    def moved_after_gradient_stopped(opt, p):
+        for i in range(10):
+            if i < 5:
+                p.grad = torch.ones_like(p)
+            before = p.item()
+            opt.step()
+            opt.zero_grad()
+        return p.item() != before
+
+    p, q, r = (torch.zeros(1, requires_grad=True) for _ in range(3))
+    assert not moved_after_gradient_stopped(O.Adam([p], 0.1), p) and p.grad is None
+    assert not moved_after_gradient_stopped(torch.optim.AdamW([q], 0.1), q)
+    assert moved_after_gradient_stopped(F.Adam([r], 0.1), r)  # fastai zeroes the gradient and keeps stepping
+
+
+def test_rmsprop_honours_eps_as_torch_while_fastai_drops_it():
+    import fastai.optimizer as F
+
+    def first_step(opt, p):
+        p.grad = torch.full_like(p, 1e-3)
+        opt.step()
+        return -p.item()
+
+    p, q, r = (torch.zeros(1, requires_grad=True) for _ in range(3))
+    ours, torchs = first_step(O.RMSProp([p], 0.1, eps=1e-2), p), first_step(torch.optim.RMSprop([q], 0.1, eps=1e-2), q)
+    fastais = first_step(F.RMSProp([r], 0.1, eps=1e-2), r)
+    assert ours == pytest.approx(torchs) == pytest.approx(0.1 * 1e-3 / (1e-4 + 1e-2), rel=1e-4)
+    assert fastais == pytest.approx(1.0, rel=1e-3)  # as if eps were 1e-8
+
+
+@pytest.mark.parametrize(
+    "base, changed",
+    [
+        (dict(cls="SGD", lr=0.03), dict(lr=0.01)),
+        (dict(cls="SGD", lr=0.03, mom=0.9), dict(mom=0.5)),
+        (dict(cls="SGD", lr=0.03, mom=0.9, wd=0.1), dict(wd=0.0)),
+        (dict(cls="SGD", lr=0.03, mom=0.9, wd=0.1), dict(decouple_wd=False)),
+        (dict(cls="RMSProp", lr=1e-3), dict(sqr_mom=0.9)),
+        (dict(cls="RMSProp", lr=1e-3), dict(eps=1e-2)),
+        (dict(cls="Adam", lr=1e-3), dict(mom=0.5)),
+        (dict(cls="Adam", lr=1e-3), dict(sqr_mom=0.9)),
+        (dict(cls="Adam", lr=1e-3), dict(eps=1e-2)),
+        (dict(cls="Adam", lr=1e-3), dict(wd=0.0)),
+    ],
+    ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items() if k != "cls"),
+)
+def test_each_hyper_parameter_changes_the_steps(base, changed):
+    """Every hyper-parameter the lessons mention is used: changing it changes the parameters."""
+    base = dict(base)
+    cls = getattr(O, base.pop("cls"))
+    a = train(lambda p: cls(p, **base), steps=20)
+    b = train(lambda p: cls(p, **{**base, **changed}), steps=20)
+    assert (a - b).abs().max() > 1e-5
