@@ -73,6 +73,7 @@ Valley = namedtuple("Valley", "start end index")
 # %% ../notebooks/07_lr_find_and_one_cycle.ipynb #valley-fn
 def valley(losses):
     "fastai's suggestion: the longest run of falling losses (a longest decreasing subsequence), and its middle."
+    # adapted from fastai's `valley` (fastai/callback/schedule.py, Apache-2.0)
     n = len(losses)
     run_len, start, end = [1] * n, 0, 0  # run_len[i]: length of the longest falling run ending at i
     for i in range(1, n):

@@ -102,3 +102,11 @@ def test_prose_speaks_to_learners(path):
         assert "make students" not in text, text[:80]
         for phrase in ("the checkpoint asserts", "the checkpoint asks", "checked above", "(checked)"):
             assert phrase not in text, f"{path.name}: quote the result, not the test: {text[:120]!r}"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_each_lesson_fits_a_live_session(path):
+    """At most 75 minutes taught live, by the estimate the README's table states (tools/classroom.py)."""
+    from tools.classroom import live_minutes
+
+    assert live_minutes(path) <= 75

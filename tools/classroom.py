@@ -35,6 +35,7 @@ LESSON_FILE = re.compile(r"(\d\d)_[a-z0-9_]+\.ipynb")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 BRANCH = "main"
 SOLUTION = "solution"  # the tag of a cell that answers an exercise
+CHECKPOINT = "# checkpoint"  # the first line of a cell that asserts what the lesson says (folded by sync)
 BADGE_ID, SETUP_ID = "colab-badge", "colab-setup"
 COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
 
@@ -119,10 +120,34 @@ TABLE_START = "<!-- lessons: made from lessons.toml by `make sync`; edit that fi
 TABLE_END = "<!-- /lessons -->"
 
 
-def lesson_table(listed: list[Lesson]) -> str:
-    """The README's table of lessons, one row per line of the manifest."""
-    rows = [f"| [`{x.stem}`](notebooks/{x.file}) | {x.teaches} | {', '.join(x.imports)} |" for x in listed]
-    return "\n".join(["| notebook | what it teaches | imports |", "| --- | --- | --- |", *rows])
+# How long a lesson takes when an instructor walks a class through it: the prose read at a speaking pace,
+# the code walked through line by line, and a moment to run each cell and look at what it shows. The
+# exercises (and their solutions) are left for after the session.
+PROSE_WORDS_PER_MINUTE = 130
+CODE_WORDS_PER_MINUTE = 50
+SECONDS_PER_CELL = 20
+
+
+def live_minutes(path: Path) -> int:
+    """A lesson's length taught live, estimated from what is on screen (see the constants above)."""
+    nb = nbformat.read(path, as_version=4)
+    cells = [
+        c for c in nb.cells if c.get("id") not in (BADGE_ID, SETUP_ID) and SOLUTION not in c.metadata.get("tags", [])
+    ]
+    prose = sum(len(c.source.split()) for c in cells if c.cell_type == "markdown")
+    code = [c for c in cells if c.cell_type == "code"]
+    minutes = prose / PROSE_WORDS_PER_MINUTE + sum(len(c.source.split()) for c in code) / CODE_WORDS_PER_MINUTE
+    return round(minutes + len(code) * SECONDS_PER_CELL / 60)
+
+
+def lesson_table(listed: list[Lesson], folder: Path = NOTEBOOKS) -> str:
+    """The README's table of lessons, one row per line of the manifest, with each lesson's live length."""
+    rows = [
+        f"| [`{x.stem}`](notebooks/{x.file}) | {x.teaches} | {', '.join(x.imports)} | "
+        f"{live_minutes(folder / x.file) if (folder / x.file).exists() else '?'} |"
+        for x in listed
+    ]
+    return "\n".join(["| notebook | what it teaches | imports | minutes |", "| --- | --- | --- | --- |", *rows])
 
 
 def synced_readme(text: str, listed: list[Lesson]) -> str:
@@ -241,6 +266,8 @@ def synced(nb, name: str):
     cells = _split_at_headings([badge, setup] + cells)
     for cell, kind in zip(cells, _slide_types(cells)):
         cell.metadata["slideshow"] = {"slide_type": kind}
+        if cell.cell_type == "code" and cell.source.lstrip().startswith(CHECKPOINT):
+            cell.metadata.setdefault("jupyter", {})["source_hidden"] = True  # folded: a learner may skip it
     nb.cells = cells
     nb.metadata.update(copy.deepcopy(COLAB_METADATA))
     return nb
