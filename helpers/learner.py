@@ -307,7 +307,7 @@ def before_train(self: ProgressCallback):
     self.pbar.update(0)
 
 
-ProgressCallback.before_validate = ProgressCallback.before_train
+ProgressCallback.before_validate = ProgressCallback.before_train  # validation gets a bar the same way
 
 # %% ../notebooks/05_learner_from_scratch.ipynb #progress-3
 @patch
