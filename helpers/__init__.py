@@ -3,11 +3,14 @@
 Importing this package is cheap: it never imports fastai (lessons 00-02 run on torch alone).
 """
 
-from . import learner, optim, schedules, sgd, storage
+from . import checks, learner, optim, schedules, sgd, storage
+from .checks import check
 from .core import get_device, quiet_known_warnings, seed_everything, set_print_options, setup
 from .data import DataError, load_3s_and_7s, load_mnist
 
 __all__ = [
+    "check",
+    "checks",
     "DataError",
     "get_device",
     "learner",
