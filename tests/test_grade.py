@@ -3,7 +3,7 @@ crashing, raising, endless, deleting files, reaching the network, not a notebook
 table, each in its own sandboxed process, without harm to the others or to the instructor's files.
 
 Lesson 00 runs in about 10 s; with two at a time and a 60 s limit for the endless one, the whole
-grading takes about 1.5 minutes on two cores (the test allows 6)."""
+grading takes about 2 minutes on two cores (the test allows 6)."""
 
 from __future__ import annotations
 
