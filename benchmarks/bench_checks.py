@@ -35,7 +35,7 @@ def main(numbers: list[str]) -> None:
                 t = cell.metadata["execution"]
                 start, end = (
                     datetime.fromisoformat(t[k].replace("Z", "+00:00"))
-                    for k in ("shell.execute_reply.started", "shell.execute_reply")
+                    for k in ("iopub.execute_input", "shell.execute_reply")
                 )
                 seconds = (end - start).total_seconds()
                 slowest = max(slowest, seconds)
