@@ -19,7 +19,7 @@ VENV_OK := $(BIN)/python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix 
 	&& $(BIN)/python -m pip --version >/dev/null 2>&1
 
 .PHONY: help lab lessons test test-portability test-matrix lint test-latest test-colab test-cuda data venv constraints \
-	sync export slides students site classroom clean-data
+	sync export slides students site classroom grade clean-data
 .DELETE_ON_ERROR:
 
 lab: data            ## open the lessons in JupyterLab, with this venv's Python as the kernel
@@ -79,6 +79,10 @@ site: $(DEV)         ## every lesson as HTML with an index (and the decks): buil
 	$(BIN)/python tools/classroom.py site
 
 classroom: slides students site  ## slides, student copies and site in one go
+
+grade: data          ## grade returned notebooks: make grade SUBMISSIONS=folder [GRADE_FLAGS="--timeout 600 --jobs 2"] (build/grades/)
+	@test -n "$(SUBMISSIONS)" || { echo "Say which folder to grade: make grade SUBMISSIONS=path/to/returned/notebooks" >&2; exit 1; }
+	$(BIN)/python -m tools.grade "$(SUBMISSIONS)" $(GRADE_FLAGS)
 
 data: $(STAMP)       ## check/extract the datasets and build the tensor caches
 	$(BIN)/python -m helpers provision

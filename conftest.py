@@ -17,6 +17,8 @@ _by_number = {p.name[:2]: f"notebooks/{p.name}" for p in lessons()}
 _LONG = [_by_number[n] for n in ("04", "06", "07", "08", "05", "03") if n in _by_number]
 LONGEST_FIRST = [
     "tests/test_mutations.py",
+    "tests/test_students.py",  # the student copies of the checked lessons under nbval (2-3 minutes)
+    "tests/test_grade.py",  # ten submissions graded, two at a time (about 2.5 minutes)
     *_LONG,
     "tests/test_data_concurrent.py",
     "tests/test_browser.py",

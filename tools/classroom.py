@@ -1,6 +1,6 @@
 """The lessons as a class uses them: Colab set-up, slides, student copies and a static site.
 
-    python tools/classroom.py sync [--check]   # Colab cells + slide metadata in every lesson, README's lesson table
+    python tools/classroom.py sync [--check]   # Colab cells, check cells, slide metadata; README's lesson table
     python tools/classroom.py slides  [OUT]    # one offline reveal.js deck per lesson   (build/slides)
     python tools/classroom.py students [OUT]   # copies of the lessons without solutions (build/students)
     python tools/classroom.py site    [OUT]    # every lesson as HTML, with an index     (build/site)
@@ -8,7 +8,8 @@
 The lessons are those listed in `lessons.toml`, in its order; every command refuses to run while a
 lesson notebook and that list disagree. `sync` is the only command that edits `notebooks/` and
 `README.md` (the table between the `<!-- lessons -->` markers); it is idempotent, and `--check`
-reports what it would change (a test runs it). The repository address comes from one place,
+reports what it would change (a test runs it). It also puts a check cell after each exercise's
+solution, as `exercises.toml` lists them (see that file). The repository address comes from one place,
 `[project.urls]` in `pyproject.toml`, and the fastai range from `requirements.txt`.
 """
 
@@ -36,6 +37,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 BRANCH = "main"
 SOLUTION = "solution"  # the tag of a cell that answers an exercise
 CHECKPOINT = "# checkpoint"  # the first line of a cell that asserts what the lesson says (folded by sync)
+CHECK = "check"  # the tag of the cell after an exercise's solution that checks the learner's answer
+EXERCISES = Path(__file__).resolve().parent / "exercises.toml"
 BADGE_ID, SETUP_ID = "colab-badge", "colab-setup"
 COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
 
@@ -253,10 +256,108 @@ def _slide_types(cells: list) -> list[str]:
     return types
 
 
+# ---------------------------------------------------------------------------------- exercise checks
+@dataclass(frozen=True)
+class Exercise:
+    """One row of `exercises.toml`: exercise `number` of lesson `lesson` is checked by `check`."""
+
+    lesson: str
+    number: int
+    check: str
+    answer: str
+    edits: tuple[tuple[str, str], ...] = ()
+    planned: bool = False
+
+    @property
+    def cell_id(self) -> str:
+        return f"check-{self.check.replace('_', '-')}"
+
+    @property
+    def source(self) -> str:
+        return f'helpers.check("{self.check}")'
+
+
+def exercise_table(path: Path = EXERCISES) -> tuple[list[Exercise], list[str]]:
+    """The rows of `exercises.toml`, checked for form, and its `pending` lessons."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise SystemExit(f"{path.name}: cannot read it ({e})") from e
+    rows, seen, keys = [], set(), set()
+    for i, row in enumerate(data.get("exercise", [])):
+        extra = set(row) - {"lesson", "number", "check", "answer", "edits", "planned"}
+        if extra or not {"lesson", "number", "check", "answer"} <= set(row):
+            raise SystemExit(f"{path.name}, row {i}: give lesson, number, check, answer (and edits, planned): {row!r}")
+        if not re.fullmatch(r"\d\d", str(row["lesson"])) or not isinstance(row["number"], int):
+            raise SystemExit(f"{path.name}, row {i}: lesson is two digits as text, number an integer: {row!r}")
+        where = (row["lesson"], row["number"])
+        if where in seen or row["check"] in keys:
+            raise SystemExit(f"{path.name}: lesson {where[0]} exercise {where[1]} or check {row['check']!r} twice")
+        seen.add(where)
+        keys.add(row["check"])
+        edits = tuple((e["old"], e["new"]) for e in row.get("edits", []))
+        rows.append(
+            Exercise(
+                row["lesson"], row["number"], row["check"], row["answer"].strip(), edits, row.get("planned", False)
+            )
+        )
+    return rows, list(data.get("pending", []))
+
+
+def exercise_prompts(cells: list) -> dict[int, tuple[int, int]]:
+    """Exercise number -> (index of its prompt cell, index after its run of solution cells)."""
+    start = next((i for i, c in enumerate(cells) if c.source.startswith("## Exercises")), None)
+    found: dict[int, tuple[int, int]] = {}
+    if start is None:
+        return found
+    for i in range(start + 1, len(cells)):
+        m = re.match(r"(\d+)\. ", cells[i].source)
+        if cells[i].cell_type == "markdown" and m and SOLUTION not in cells[i].metadata.get("tags", []):
+            end = i + 1
+            while end < len(cells) and SOLUTION in cells[end].metadata.get("tags", []):
+                end += 1
+            found[int(m.group(1))] = (i, end)
+    return found
+
+
+def with_checks(cells: list, number: str, table: list[Exercise] | None = None) -> list:
+    """`cells` of lesson `number` with each listed exercise's answer sentence, solution edits and
+    check cell (a check cell whose source did not change keeps its stored output)."""
+    rows = [x for x in (exercise_table()[0] if table is None else table) if x.lesson == number and not x.planned]
+    old = {c.get("id"): c for c in cells if CHECK in c.metadata.get("tags", [])}
+    cells = [c for c in cells if CHECK not in c.metadata.get("tags", [])]
+    prompts = exercise_prompts(cells)
+    for x in sorted(rows, key=lambda x: -prompts.get(x.number, (0, 0))[1]):
+        if x.number not in prompts:
+            raise SystemExit(f"lesson {number} has no exercise {x.number}: correct its row in {EXERCISES.name}")
+        i, end = prompts[x.number]
+        if not cells[i].source.rstrip().endswith(x.answer):
+            cells[i].source = cells[i].source.rstrip() + "\n" + x.answer
+        for before, after in x.edits:
+            if any(after in c.source for c in cells[i + 1 : end]):
+                continue
+            hits = [c for c in cells[i + 1 : end] if before in c.source]
+            if len(hits) != 1:
+                raise SystemExit(
+                    f"lesson {number}, exercise {x.number}: its solution no longer contains {before!r} once; "
+                    f"correct the edit in {EXERCISES.name}"
+                )
+            hits[0].source = hits[0].source.replace(before, after, 1)
+        cell = old.get(x.cell_id)
+        if cell is None or cell.source != x.source:
+            cell = nbformat.v4.new_code_cell(x.source)
+            cell.id = x.cell_id
+        cell.metadata["tags"] = [CHECK]
+        cells.insert(end, cell)
+    return cells
+
+
 def synced(nb, name: str):
-    """A copy of `nb` with the badge and set-up cells first, Colab metadata and slide metadata."""
+    """A copy of `nb` with the badge and set-up cells first, the exercises' check cells, Colab metadata
+    and slide metadata."""
     nb = copy.deepcopy(nb)
     cells = [c for c in nb.cells if c.get("id") not in (BADGE_ID, SETUP_ID)]
+    cells = with_checks(cells, name[:2])
     badge = nbformat.v4.new_markdown_cell(badge_source(name))
     badge.id = BADGE_ID
     setup = next((c for c in nb.cells if c.get("id") == SETUP_ID), None) or nbformat.v4.new_code_cell()
@@ -288,17 +389,34 @@ def sync(paths: list[Path], check: bool = False) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------- students
-STUDENT_EXERCISES = "## Exercises\n\nAnswer each exercise in the empty cell after it, then run it."
+STUDENT_EXERCISES = (
+    "## Exercises\n\nAnswer each exercise in the empty cell after it and run that cell; then run the cell "
+    "`helpers.check(...)` below it, which tests your answer on cases you do not see and says what is "
+    'still wrong. Before you answer, it says "not yet".'
+)
+
+
+def not_yet_output(source: str):
+    """The output a check cell prints in a student copy run as it is (nothing answered yet)."""
+    from helpers import checks
+
+    key = re.fullmatch(r'helpers\.check\("([\w]+)"\)', source.strip())
+    if key is None:
+        raise SystemExit(f'a cell tagged {CHECK!r} must be helpers.check("key"), not {source!r}')
+    return nbformat.v4.new_output("stream", name="stdout", text=checks.not_yet_message(key.group(1)) + "\n")
 
 
 def student_copy(nb):
     """The lesson without its solutions: each run of solution cells becomes one empty code cell,
-    and the exercises' introduction no longer speaks of solutions."""
+    each check cell shows what it prints before the learner answers ("not yet"), and the
+    exercises' introduction no longer speaks of solutions."""
     nb = copy.deepcopy(nb)
     cells, in_solution = [], False
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.startswith("## Exercises"):
             cell.source = STUDENT_EXERCISES
+        if CHECK in cell.metadata.get("tags", []):
+            cell.outputs = [not_yet_output(cell.source)]
         if SOLUTION in cell.metadata.get("tags", []):
             if not in_solution:
                 blank = nbformat.v4.new_code_cell("# Your answer here\n")
