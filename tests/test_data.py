@@ -5,6 +5,7 @@ Several processes at once: tests/test_data_concurrent.py; killed runs: tests/tes
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -16,9 +17,11 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import traceback
 import urllib.error
+import zipfile
 import zlib
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -442,7 +445,7 @@ def test_wrong_checksum(tiny):
     assert not (root / ds.name).exists() and leftovers(root, ds.name) == []
 
 
-@pytest.mark.parametrize("kind", ["garbage", "truncated", "not gzip"])
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "not gzip", "empty", "zip", "gzip of no tar"])
 def test_corrupt_archive(tiny, kind):
     ds, root, archives, _ = tiny
     archive = archives / ds.archive
@@ -450,8 +453,17 @@ def test_corrupt_archive(tiny, kind):
         archive.write_bytes(b"\x1f\x8b" + os.urandom(500))
     elif kind == "truncated":
         archive.write_bytes(archive.read_bytes()[:-300])
-    else:
+    elif kind == "not gzip":
         archive.write_bytes(b"<html>a captive portal's login page</html>")
+    elif kind == "empty":
+        archive.write_bytes(b"")
+    elif kind == "zip":  # the right name, the wrong format
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr(f"{ds.name}/train/3/10.png", b"not read")
+        archive.write_bytes(buf.getvalue())
+    else:
+        archive.write_bytes(gzip.compress(b"a gzipped text, not a tar archive\n" * 40))
     ds = replace(ds, sha256=sha(archive))  # the checksum is right: the archive itself is bad
     with pytest.raises(D.DataError) as e:
         S.load_raw(ds, root, archives)
@@ -481,6 +493,28 @@ def test_interrupted_extraction_leaves_nothing(tiny, monkeypatch):
 
     monkeypatch.setattr(tarfile.TarFile, "extractall", killed)
     with pytest.raises(KeyboardInterrupt):
+        S.load_raw(ds, root, archives)
+    assert not (root / ds.name).exists() and leftovers(root, ds.name) == []
+    monkeypatch.undo()
+    assert S.load_raw(ds, root, archives)["train_x"].shape == (5, 28, 28)
+
+
+@pytest.mark.parametrize("step", ["temporary folder", "writing a file"])
+def test_extraction_that_fails_on_disk_is_a_data_error(tiny, monkeypatch, step):
+    """A folder that cannot be made or a full disk half-way: a DataError that says what to check, nothing left."""
+    ds, root, archives, _ = tiny
+
+    def fails(*a, **k):
+        if step == "temporary folder":
+            raise PermissionError(13, "Permission denied")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(
+        *((tempfile, "mkdtemp") if step == "temporary folder" else (tarfile.TarFile, "makefile")), fails
+    )
+    with pytest.raises(
+        D.DataError, match=r"Could not extract .*tiny_mnist.tgz into .*Check free space and permissions"
+    ):
         S.load_raw(ds, root, archives)
     assert not (root / ds.name).exists() and leftovers(root, ds.name) == []
     monkeypatch.undo()
