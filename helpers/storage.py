@@ -17,7 +17,8 @@ Where the data comes from, in this order:
 3. an offline archive ``$SGD_ARCHIVES/<name>.tgz`` (default ``../shared/data`` beside the project),
    checked against its sha256, every member checked (none may be written outside the folder, through a
    link, or be a device), extracted into a temporary folder and renamed into place;
-4. fastai's ``untar_data(URLs.MNIST_SAMPLE)`` / ``untar_data(URLs.MNIST)``.
+4. the archive of fastai's ``URLs.MNIST_SAMPLE`` / ``URLs.MNIST``, downloaded as ``untar_data`` does
+   (into fastai's archive folder, checked against fastai's size and hash), then extracted as in 3.
 
 Many processes at once (a class on one JupyterHub, ``pytest -n``): reading a sound cache takes no
 lock, because a cache is only ever replaced whole (``os.replace``). Anything that writes holds the
@@ -378,13 +379,30 @@ def _members(members: list[tarfile.TarInfo], ds: Dataset) -> Iterator[tarfile.Ta
         yield member
 
 
-def _extract(ds: Dataset, archive: Path, root: Path) -> Path:
+def _extract(ds: Dataset, archive: Path, root: Path, downloaded: bool = False) -> Path:
     """Check every member of ``archive``, extract it beside the target, check its files, rename it into place.
 
-    The archive's sha256 was checked before, but a pinned checksum says which archive this is, not that it
-    is harmless (a new pin, a fork's dataset): an archive with a member that could be written outside the
-    folder is refused before anything is written.
+    The archive's checksum was checked before (``ds.sha256``, or fastai's size and hash when it was
+    ``downloaded``), but a checksum says which archive this is, not that it is harmless (a new pin, a
+    fork's dataset, a re-hosted download): an archive with a member that could be written outside the
+    folder is refused before anything is written. A downloaded archive that cannot be used is deleted,
+    so that the next run downloads it again.
     """
+    if downloaded:
+        vouched = f"It is fastai's archive for URLs.{ds.fastai_url}, with the size and hash fastai expects; "
+        unsafe_fix = "it was deleted. Put this project's offline archive in SGD_ARCHIVES instead."
+        again = other = "It was deleted: run again to download it again."
+    else:
+        vouched = f"Its sha256 is the one pinned for {ds.name} (DATASETS in helpers/storage.py), "
+        unsafe_fix = "so that pin is of an unsafe archive: pack the dataset again without such members, pin that."
+        again = f"Delete it and copy it again (its sha256 should be {ds.sha256})."
+        other = "Replace it with a good copy."
+
+    def unusable(message: str) -> DataError:
+        if downloaded:
+            archive.unlink(missing_ok=True)
+        return DataError(message)
+
     target = root / ds.name
     tmp = None
     try:
@@ -393,31 +411,26 @@ def _extract(ds: Dataset, archive: Path, root: Path) -> Path:
             unsafe = _first_unsafe(members)
             if unsafe is not None:
                 member, why = unsafe
-                raise DataError(
+                raise unusable(
                     f"The archive {archive} holds a member that could be written outside the folder it is "
-                    f"extracted into: {member.name!r} is {why}. Nothing was extracted. Its sha256 is the one "
-                    f"pinned for {ds.name} (DATASETS in helpers/storage.py), so that pin is of an unsafe archive: "
-                    "pack the dataset again without such members, pin that."
+                    f"extracted into: {member.name!r} is {why}. Nothing was extracted. {vouched}{unsafe_fix}"
                 )
             tmp = Path(tempfile.mkdtemp(prefix=f".{ds.name}.partial-", dir=root))
             tf.extractall(tmp, members=_members(members, ds), filter=_as_data)
         extracted = tmp / ds.name
         bad = missing_files(ds, extracted)
         if bad:
-            raise DataError(
+            raise unusable(
                 f"The archive {archive} does not hold a complete {ds.name}: "
                 + ", ".join(f"{f}: {a} of {b} images" for f, (a, b) in sorted(bad.items()))
-                + ". Replace it with a good copy."
+                + f". {other}"
             )
         if target.exists() or target.is_symlink():
             _remove(target)
         os.rename(extracted, target)
         return target
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise DataError(
-            f"The archive {archive} is corrupt or truncated ({type(e).__name__}: {e}). "
-            f"Delete it and copy it again (its sha256 should be {ds.sha256})."
-        ) from e
+        raise unusable(f"The archive {archive} is corrupt or truncated ({type(e).__name__}: {e}). {again}") from e
     except OSError as e:
         raise DataError(f"Could not extract {archive} into {root} ({e}). Check free space and permissions.") from e
     finally:
@@ -425,11 +438,25 @@ def _extract(ds: Dataset, archive: Path, root: Path) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _download(ds: Dataset, root: Path) -> Path:
-    """Download through fastai's ``untar_data`` (imported here only: lessons 00-02 never pay for it)."""
-    from fastai.data.external import URLs, untar_data
+def _download(ds: Dataset) -> Path:
+    """Download the archive of ``ds`` as fastai's ``untar_data`` does, without extracting it; its path.
 
-    return Path(untar_data(getattr(URLs, ds.fastai_url), data=root))
+    fastai's ``FastDownload`` puts it in fastai's archive folder (``~/.fastai/archive``, which
+    ``untar_data`` shares), checked against fastai's own size and hash, while this process holds the
+    lock file that ``untar_data`` takes. ``_extract`` then checks and extracts it: ``untar_data`` would
+    extract any member wherever it points. fastai is imported here only: lessons 00-02 never pay for it.
+    """
+    import fastai.data
+    from fastai.data.external import URLs, fastai_cfg
+    from fastdownload import FastDownload
+    from filelock import FileLock
+
+    url = getattr(URLs, ds.fastai_url)
+    fd = FastDownload(fastai_cfg(), module=fastai.data, base="~/.fastai")
+    folder = fd.arch_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / f"{Path(url).name}.lock"):
+        return Path(fd.download(url))
 
 
 def _is_offline_error(e: BaseException | None) -> bool:
@@ -461,26 +488,34 @@ def _provide_folder(ds: Dataset, root: Path, archives: Path) -> Path:
             )
         log.info("extracting %s into %s", archive, target)
         return _extract(ds, archive, root)
-    # Online, the way learners get it. untar_data trusts any existing folder, so move a broken one away.
-    if target.exists() or target.is_symlink():
-        _remove(target)
+    # Online, the way learners get it: fastai downloads the archive, checked and extracted here.
+    nothing_here = (
+        f"Cannot get {ds.name}: there is no decoded cache or complete folder in {root}, "
+        f"no archive {ds.archive} in {archives}"
+    )
+    put_archive = (
+        f"put the archive {ds.archive} (sha256 {ds.sha256}, as pinned in helpers/storage.py) in {archives}, "
+        "or set SGD_ARCHIVES to the folder that holds it"
+    )
     try:
-        path = _download(ds, root)
+        downloaded = _download(ds)
+    except ImportError as e:
+        raise DataError(
+            f"{nothing_here}, and fastai, which would download it, cannot be imported ({type(e).__name__}: {e}). "
+            f"Either {put_archive}; or install fastai (`pip install fastai`) and run again to download it."
+        ) from e
     except Exception as e:
         if _is_offline_error(e):
             raise DataError(
-                f"Cannot get {ds.name}: there is no decoded cache or complete folder in {root}, "
-                f"no archive {ds.archive} in {archives}, and the download failed ({type(e).__name__}: {e}). "
-                f"Connect to the internet, or put {ds.archive} in a folder and set SGD_ARCHIVES to it."
+                f"{nothing_here}, and the download failed ({type(e).__name__}: {e}). "
+                f"Connect to the internet, or {put_archive}."
             ) from e
-        raise
-    bad = missing_files(ds, path)
-    if bad:
-        _remove(path)
         raise DataError(
-            f"The download of {ds.name} is incomplete ({_describe(bad)}); it was removed. Run again to retry."
-        )
-    return path
+            f"{nothing_here}, and fastai's download of it failed ({type(e).__name__}: {e}). "
+            f"Run again to retry, or {put_archive}."
+        ) from e
+    log.info("extracting %s into %s", downloaded, target)
+    return _extract(ds, downloaded, root, downloaded=True)
 
 
 def dataset_path(ds: Dataset | str, root: Path | None = None, archives: Path | None = None) -> Path:

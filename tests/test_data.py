@@ -5,6 +5,7 @@ Several processes at once: tests/test_data_concurrent.py; killed runs: tests/tes
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import hashlib
 import io
@@ -13,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import queue as queue_module
+import shutil
 import signal
 import subprocess
 import sys
@@ -687,37 +689,102 @@ def test_offline_with_nothing_cached(tiny, monkeypatch):
     assert not (root / ds.name).exists() and not S.cache_path(ds, root).exists()
 
 
-def test_online_path_goes_through_download(tiny, monkeypatch):
+def test_no_archive_and_no_fastai(tiny, monkeypatch):
+    """Nothing cached, no archive, and fastai not installed: which archive to put where, or what to install."""
     ds, root, archives, _ = tiny
-    archive = archives / ds.archive
-    moved = archive.rename(archive.with_name("elsewhere.tgz"))
-    calls = []
+    (archives / ds.archive).unlink()
+    real_import = builtins.__import__
 
-    def fake_untar_data(ds_, root_):
-        calls.append(ds_.fastai_url)
-        with tarfile.open(moved) as tf:
-            tf.extractall(root_, filter="data")
-        return root_ / ds_.name
+    def without_fastai(name, *args, **kwargs):
+        if name == "fastai" or name.startswith("fastai."):
+            raise ModuleNotFoundError("No module named 'fastai'", name="fastai")
+        return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(S, "_download", fake_untar_data)
-    (root / ds.name).mkdir(parents=True)  # an empty folder that untar_data would wrongly accept
-    t = S.load_raw(ds, root, archives)
-    assert calls == ["MNIST_SAMPLE"] and t["valid_x"].shape == (3, 28, 28)
-    assert leftovers(root, ds.name) == []
+    monkeypatch.setattr(builtins, "__import__", without_fastai)
+    with pytest.raises(D.DataError) as e:
+        S.load_raw(ds, root, archives)
+    msg = str(e.value)
+    assert f"no archive {ds.archive} in {archives}" in msg
+    assert "fastai, which would download it, cannot be imported (ModuleNotFoundError: No module named 'fastai')" in msg
+    assert f"put the archive {ds.archive} (sha256 {ds.sha256}, as pinned in helpers/storage.py) in {archives}" in msg
+    assert "or set SGD_ARCHIVES to the folder that holds it" in msg and "install fastai (`pip install fastai`)" in msg
+    assert isinstance(e.value.__cause__, ModuleNotFoundError)
+    assert not (root / ds.name).exists() and not S.cache_path(ds, root).exists() and leftovers(root, ds.name) == []
 
 
-def test_incomplete_download_is_removed(tiny, monkeypatch):
+def test_download_that_fails_otherwise(tiny, monkeypatch):
+    """A failure of fastai's download that is not a lost connection (a damaged transfer) is a DataError too."""
     ds, root, archives, _ = tiny
     (archives / ds.archive).unlink()
 
-    def half_download(ds_, root_):
-        (root_ / ds_.name / "train" / "3").mkdir(parents=True)
-        return root_ / ds_.name
+    def damaged_download(ds_):
+        raise Exception("Downloaded file is corrupt or not latest version")  # what fastdownload raises
 
-    monkeypatch.setattr(S, "_download", half_download)
-    with pytest.raises(D.DataError, match="download of tiny_mnist is incomplete"):
+    monkeypatch.setattr(S, "_download", damaged_download)
+    with pytest.raises(D.DataError) as e:
         S.load_raw(ds, root, archives)
+    msg = str(e.value)
+    assert "fastai's download of it failed (Exception: Downloaded file is corrupt or not latest version)" in msg
+    assert f"Run again to retry, or put the archive {ds.archive}" in msg and "SGD_ARCHIVES" in msg
     assert not (root / ds.name).exists() and leftovers(root, ds.name) == []
+
+
+@pytest.fixture
+def fastai_home(tmp_path, monkeypatch):
+    """fastai's config, archive and data folders under tmp_path/fastai instead of ~/.fastai."""
+    from fastai.data.external import fastai_cfg
+
+    monkeypatch.setenv("FASTAI_HOME", str(tmp_path / "fastai"))
+    fastai_cfg.cache_clear()
+    yield tmp_path / "fastai"
+    fastai_cfg.cache_clear()
+
+
+def test_online_path_downloads_with_fastai_and_extracts_here(tiny, monkeypatch, fastai_home):
+    """fastai's FastDownload fetches the archive into fastai's archive folder (a copy of the tiny archive stands
+    in for the transfer, and a size check for fastai's); the data layer checks its members and extracts it."""
+    import fastdownload.core
+    from fastai.data.external import URLs
+
+    ds, root, archives, _ = tiny
+    served = (archives / ds.archive).rename(archives.parent / "served.tgz")
+    urls = []
+
+    def transfer(url, dest, *args, **kwargs):
+        urls.append(url)
+        shutil.copyfile(served, dest)
+        return Path(dest)
+
+    monkeypatch.setattr(fastdownload.core, "download_url", transfer)
+    monkeypatch.setattr(
+        fastdownload.core, "check", lambda module, url, path: path.stat().st_size == served.stat().st_size
+    )
+    (root / ds.name).mkdir(parents=True)  # an empty folder, which untar_data would have taken for the dataset
+    t = S.load_raw(ds, root, archives)
+    assert urls == [URLs.MNIST_SAMPLE] and (fastai_home / "archive" / "mnist_sample.tgz").is_file()
+    assert t["valid_x"].shape == (3, 28, 28) and S.missing_files(ds, root / ds.name) == {}
+    assert leftovers(root, ds.name) == []
+    S._delete(root / ds.name)
+    S.cache_path(ds, root).unlink()
+    assert S.load_raw(ds, root, archives)["train_x"].shape == (5, 28, 28) and len(urls) == 1, "downloaded once"
+
+
+@pytest.mark.parametrize("damage", ["incomplete", "truncated"])
+def test_unusable_download_is_deleted(tiny, tmp_path, monkeypatch, damage):
+    """A downloaded archive that cannot be used is deleted, so that the next run downloads it again."""
+    ds, root, archives, _ = tiny
+    (archives / ds.archive).unlink()
+    fetched = tmp_path / "fastai" / "archive" / "mnist_sample.tgz"
+    fetched.parent.mkdir(parents=True)
+    make_archive(fetched, ds.name, skip=2 if damage == "incomplete" else 0)
+    if damage == "truncated":
+        fetched.write_bytes(fetched.read_bytes()[:-300])
+    monkeypatch.setattr(S, "_download", lambda ds_: fetched)
+    says = "does not hold a complete tiny_mnist: train/3: 1 of 3 images" if damage == "incomplete" else "is corrupt"
+    with pytest.raises(D.DataError, match=says) as e:
+        S.load_raw(ds, root, archives)
+    assert str(e.value).endswith("It was deleted: run again to download it again.")
+    assert not fetched.exists() and not (root / ds.name).exists() and leftovers(root, ds.name) == []
 
 
 def test_locations_follow_environment(tmp_path, monkeypatch):

@@ -222,6 +222,26 @@ def test_lesson_call_refuses_a_pinned_hostile_archive(place, monkeypatch, case):
     assert helpers.load_3s_and_7s()["train_3"].shape == (3, 28, 28)
 
 
+@pytest.mark.parametrize("case", ["dotdot", "absolute", "symlink out", "hard link out", "fifo"])
+def test_hostile_download_is_refused_and_deleted(place, monkeypatch, case):
+    """The online path: an archive that passed fastai's own size and hash check is checked all the same."""
+    ds, root, archives, outside = place
+    (archives / ds.archive).unlink()
+    fetched = archives / "fastai-archive" / "mnist_sample.tgz"  # where fastai's download would have put it
+    fetched.parent.mkdir()
+    first, why = build_hostile(fetched, ds.name, outside, case)
+    monkeypatch.setattr(S, "_download", lambda ds_: fetched)
+    before = snapshot(root.parent, root, fetched.parent)
+    with pytest.raises(D.DataError) as e:
+        S.load_raw(ds, root, archives)
+    msg = str(e.value)
+    assert f"The archive {fetched} holds a member" in msg and f"{first!r} is {why}" in msg
+    assert "fastai's archive for URLs.MNIST_SAMPLE" in msg and "it was deleted" in msg
+    assert not fetched.exists(), "deleted, so that the next run downloads it again"
+    assert snapshot(root.parent, root, fetched.parent) == before
+    assert everything_in(root) == [f".{ds.name}.lock"]
+
+
 def test_links_inside_are_extracted(place):
     """Links that resolve inside, through no other link, are a harmless archive's right."""
     ds, root, archives, _ = place
