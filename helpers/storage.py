@@ -284,7 +284,10 @@ def _clean_temporaries(ds: Dataset, root: Path) -> None:
     """Remove what killed runs left (call with the lock held: no live process owns them then)."""
     for p in temporaries(ds, root):
         log.info("removing %s, left by an unfinished run", p)
-        _delete(p)
+        try:
+            _delete(p)
+        except OSError as e:  # another user's, in a shared folder: in nobody's way, but it takes room
+            log.warning("could not remove %s, left by an unfinished run (%s); its owner can delete it.", p, e)
 
 
 # ----------------------------------------------------------------------------- the folder
@@ -492,6 +495,7 @@ def _provide_folder(ds: Dataset, root: Path, archives: Path) -> Path:
     nothing_here = (
         f"Cannot get {ds.name}: there is no decoded cache or complete folder in {root}, "
         f"no archive {ds.archive} in {archives}"
+        + (" (which is a file: SGD_ARCHIVES names the folder that holds the archives)" if archives.is_file() else "")
     )
     put_archive = (
         f"put the archive {ds.archive} (sha256 {ds.sha256}, as pinned in helpers/storage.py) in {archives}, "

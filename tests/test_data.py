@@ -539,6 +539,25 @@ def test_what_killed_runs_left_is_removed(tiny, caplog):
     assert (root / ".other.partial-1").is_dir()
 
 
+def test_leftover_that_cannot_be_removed_is_a_warning(tiny, caplog, monkeypatch):
+    """Another user's leftover in a shared folder: said once, and the work goes on beside it."""
+    ds, root, archives, _ = tiny
+    theirs = root / f".{ds.name}.partial-theirs"
+    (theirs / ds.name).mkdir(parents=True)
+    delete = S._delete
+
+    def not_ours(path):
+        if path == theirs:
+            raise PermissionError(13, "Permission denied", str(path / ds.name))
+        delete(path)
+
+    monkeypatch.setattr(S, "_delete", not_ours)
+    assert S.load_raw(ds, root, archives)["train_x"].shape == (5, 28, 28)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and f"could not remove {theirs}" in warnings[0] and "Permission denied" in warnings[0]
+    assert S.temporaries(ds, root) == [theirs] and S.missing_files(ds, root / ds.name) == {}
+
+
 def test_provision_removes_leftovers_even_when_the_cache_is_sound(tiny):
     ds, root, archives, _ = tiny
     S.load_raw(ds, root, archives)
@@ -710,6 +729,16 @@ def test_no_archive_and_no_fastai(tiny, monkeypatch):
     assert "or set SGD_ARCHIVES to the folder that holds it" in msg and "install fastai (`pip install fastai`)" in msg
     assert isinstance(e.value.__cause__, ModuleNotFoundError)
     assert not (root / ds.name).exists() and not S.cache_path(ds, root).exists() and leftovers(root, ds.name) == []
+
+
+def test_archive_folder_that_is_a_file(tiny, monkeypatch):
+    """SGD_ARCHIVES set to the archive itself rather than to its folder: the error says so."""
+    ds, root, archives, _ = tiny
+    monkeypatch.setattr(S, "_download", no_network)
+    with pytest.raises(
+        D.DataError, match=r"\(which is a file: SGD_ARCHIVES names the folder that holds the archives\)"
+    ):
+        S.load_raw(ds, root, archives / ds.archive)
 
 
 def test_download_that_fails_otherwise(tiny, monkeypatch):
