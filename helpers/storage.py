@@ -15,8 +15,10 @@ Where the data comes from, in this order:
 2. the extracted PNG folder ``<data dir>/<name>`` (fastai's ``untar_data`` layout), when its file
    counts are complete;
 3. an offline archive ``$SGD_ARCHIVES/<name>.tgz`` (default ``../shared/data`` beside the project),
-   checked against its sha256, extracted into a temporary folder and renamed into place;
-4. fastai's ``untar_data(URLs.MNIST_SAMPLE)`` / ``untar_data(URLs.MNIST)``.
+   checked against its sha256, every member checked (none may be written outside the folder, through a
+   link, or be a device), extracted into a temporary folder and renamed into place;
+4. the archive of fastai's ``URLs.MNIST_SAMPLE`` / ``URLs.MNIST``, downloaded as ``untar_data`` does
+   (into fastai's archive folder, checked against fastai's size and hash), then extracted as in 3.
 
 Many processes at once (a class on one JupyterHub, ``pytest -n``): reading a sound cache takes no
 lock, because a cache is only ever replaced whole (``os.replace``). Anything that writes holds the
@@ -282,55 +284,182 @@ def _clean_temporaries(ds: Dataset, root: Path) -> None:
     """Remove what killed runs left (call with the lock held: no live process owns them then)."""
     for p in temporaries(ds, root):
         log.info("removing %s, left by an unfinished run", p)
-        _delete(p)
+        try:
+            _delete(p)
+        except OSError as e:  # another user's, in a shared folder: in nobody's way, but it takes room
+            log.warning("could not remove %s, left by an unfinished run (%s); its owner can delete it.", p, e)
 
 
 # ----------------------------------------------------------------------------- the folder
-def _members(tf: tarfile.TarFile, ds: Dataset) -> Iterator[tarfile.TarInfo]:
-    for i, member in enumerate(tf):
+_SEPARATORS = re.compile(r"[/\\]")  # the same on every platform: an archive safe on Linux is safe on Windows
+
+
+def _parts(name: str) -> tuple[str, ...] | str:
+    """A member name or link target split into its parts ("" and "." dropped), or why it is unsafe."""
+    if name.startswith(("/", "\\")):
+        return "an absolute name"
+    parts = tuple(p for p in _SEPARATORS.split(name) if p not in ("", "."))
+    if any(":" in p for p in parts):
+        return "a name with ':' (a drive or a stream on Windows)"
+    return parts
+
+
+def _first_unsafe(members: list[tarfile.TarInfo]) -> tuple[tarfile.TarInfo, str] | None:
+    """The first member that could write outside the extraction folder, and why; None when there is none.
+
+    Checked on the names alone, before anything is written, and the same on every platform: names are
+    relative and have no ``..``; members are files, folders and links only (no devices, no FIFOs); a link's
+    target, resolved from where the link is (a hard link's from the top), stays inside the folder and
+    passes through no link of the archive; a hard link points to an earlier file; no member is written
+    into or over an earlier link. In a fresh folder, where nothing but the archive's members exists,
+    resolving names by their parts is then what the file system does, so nothing can land outside.
+    """
+    parts = [_parts(m.name) for m in members]
+    links = {p for m, p in zip(members, parts) if isinstance(p, tuple) and (m.issym() or m.islnk())}
+    files: set[tuple[str, ...]] = set()
+    earlier_links: set[tuple[str, ...]] = set()
+    for m, p in zip(members, parts):
+        if isinstance(p, str):
+            return m, p
+        if ".." in p:
+            return m, "a name with '..'"
+        if not (m.isreg() or m.isdir() or m.issym() or m.islnk()):
+            kind = {tarfile.CHRTYPE: "character device", tarfile.BLKTYPE: "block device", tarfile.FIFOTYPE: "FIFO"}
+            return m, f"a {kind.get(m.type, f'member of tar type {m.type!r}')}, not a file, folder or link"
+        if not p and not m.isdir():
+            return m, "a name that is the extraction folder itself"
+        through = next((p[:i] for i in range(1, len(p)) if p[:i] in earlier_links), None)
+        if through is not None:
+            return m, f"written through the link {'/'.join(through)!r}"
+        if p in earlier_links:
+            return m, f"written over the link {'/'.join(p)!r}"
+        if m.issym() or m.islnk():
+            what = "symbolic link" if m.issym() else "hard link"
+            target = _parts(m.linkname)
+            if isinstance(target, str):
+                return m, f"a {what} to {m.linkname!r}, {target}"
+            resolved = list(p[:-1] if m.issym() else ())
+            for part in target:
+                if part != "..":
+                    resolved.append(part)
+                    if tuple(resolved) in links:
+                        return m, f"a {what} to {m.linkname!r}, through the link {'/'.join(resolved)!r}"
+                elif resolved:
+                    resolved.pop()
+                else:
+                    return m, f"a {what} to {m.linkname!r}, outside the extraction folder"
+            if m.islnk() and tuple(resolved) not in files:
+                return m, f"a hard link to {m.linkname!r}, which is not an earlier file of the archive"
+            earlier_links.add(p)
+        elif m.isreg():
+            files.add(p)
+    return None
+
+
+def _as_data(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+    """What tarfile's ``data`` filter does to a member's attributes; its names and links were checked before.
+
+    No owner is set; files keep their permission bits less set-id and group or other write bits, and
+    are readable and writable by their owner; folders and links get the default mode. The checks of
+    names and links are ``_first_unsafe``'s, on the whole list before extraction: the ``data`` filter's
+    own resolve each member's path on disk, for every member (benchmarks/bench_extract.py). The member
+    is changed in place (it comes from a list read for this extraction only), which spares a copy of each.
+    """
+    mode = None
+    if member.isreg() or member.islnk():
+        mode = member.mode & 0o755
+        if not mode & 0o100:
+            mode &= ~0o111
+        mode |= 0o600
+    member.mode, member.uid, member.gid, member.uname, member.gname = mode, None, None, None, None
+    return member
+
+
+def _members(members: list[tarfile.TarInfo], ds: Dataset) -> Iterator[tarfile.TarInfo]:
+    for i, member in enumerate(members):
         if i == ds.total // 2:
             _pause_if_asked("extract")
         yield member
 
 
-def _extract(ds: Dataset, archive: Path, root: Path) -> Path:
-    """Extract ``archive`` into a temporary folder beside the target, check it, then rename it into place."""
+def _extract(ds: Dataset, archive: Path, root: Path, downloaded: bool = False) -> Path:
+    """Check every member of ``archive``, extract it beside the target, check its files, rename it into place.
+
+    The archive's checksum was checked before (``ds.sha256``, or fastai's size and hash when it was
+    ``downloaded``), but a checksum says which archive this is, not that it is harmless (a new pin, a
+    fork's dataset, a re-hosted download): an archive with a member that could be written outside the
+    folder is refused before anything is written. A downloaded archive that cannot be used is deleted,
+    so that the next run downloads it again.
+    """
+    if downloaded:
+        vouched = f"It is fastai's archive for URLs.{ds.fastai_url}, with the size and hash fastai expects; "
+        unsafe_fix = "it was deleted. Put this project's offline archive in SGD_ARCHIVES instead."
+        again = other = "It was deleted: run again to download it again."
+    else:
+        vouched = f"Its sha256 is the one pinned for {ds.name} (DATASETS in helpers/storage.py), "
+        unsafe_fix = "so that pin is of an unsafe archive: pack the dataset again without such members, pin that."
+        again = f"Delete it and copy it again (its sha256 should be {ds.sha256})."
+        other = "Replace it with a good copy."
+
+    def unusable(message: str) -> DataError:
+        if downloaded:
+            archive.unlink(missing_ok=True)
+        return DataError(message)
+
     target = root / ds.name
-    tmp = Path(tempfile.mkdtemp(prefix=f".{ds.name}.partial-", dir=root))
+    tmp = None
     try:
-        try:
-            with tarfile.open(archive) as tf:
-                # Its sha256 was checked just before: the archive is the known one, so tarfile's per-member
-                # path checks (filter="data") would only make full MNIST's extraction 50% slower.
-                tf.extractall(tmp, members=_members(tf, ds), filter="fully_trusted")
-        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-            raise DataError(
-                f"The archive {archive} is corrupt or truncated ({type(e).__name__}: {e}). "
-                f"Delete it and copy it again (its sha256 should be {ds.sha256})."
-            ) from e
-        except OSError as e:
-            raise DataError(f"Could not extract {archive} into {root} ({e}). Check free space and permissions.") from e
+        with tarfile.open(archive) as tf:
+            members = tf.getmembers()
+            unsafe = _first_unsafe(members)
+            if unsafe is not None:
+                member, why = unsafe
+                raise unusable(
+                    f"The archive {archive} holds a member that could be written outside the folder it is "
+                    f"extracted into: {member.name!r} is {why}. Nothing was extracted. {vouched}{unsafe_fix}"
+                )
+            tmp = Path(tempfile.mkdtemp(prefix=f".{ds.name}.partial-", dir=root))
+            tf.extractall(tmp, members=_members(members, ds), filter=_as_data)
         extracted = tmp / ds.name
         bad = missing_files(ds, extracted)
         if bad:
-            raise DataError(
+            raise unusable(
                 f"The archive {archive} does not hold a complete {ds.name}: "
                 + ", ".join(f"{f}: {a} of {b} images" for f, (a, b) in sorted(bad.items()))
-                + ". Replace it with a good copy."
+                + f". {other}"
             )
         if target.exists() or target.is_symlink():
             _remove(target)
         os.rename(extracted, target)
         return target
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise unusable(f"The archive {archive} is corrupt or truncated ({type(e).__name__}: {e}). {again}") from e
+    except OSError as e:
+        raise DataError(f"Could not extract {archive} into {root} ({e}). Check free space and permissions.") from e
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _download(ds: Dataset, root: Path) -> Path:
-    """Download through fastai's ``untar_data`` (imported here only: lessons 00-02 never pay for it)."""
-    from fastai.data.external import URLs, untar_data
+def _download(ds: Dataset) -> Path:
+    """Download the archive of ``ds`` as fastai's ``untar_data`` does, without extracting it; its path.
 
-    return Path(untar_data(getattr(URLs, ds.fastai_url), data=root))
+    fastai's ``FastDownload`` puts it in fastai's archive folder (``~/.fastai/archive``, which
+    ``untar_data`` shares), checked against fastai's own size and hash, while this process holds the
+    lock file that ``untar_data`` takes. ``_extract`` then checks and extracts it: ``untar_data`` would
+    extract any member wherever it points. fastai is imported here only: lessons 00-02 never pay for it.
+    """
+    import fastai.data
+    from fastai.data.external import URLs, fastai_cfg
+    from fastdownload import FastDownload
+    from filelock import FileLock
+
+    url = getattr(URLs, ds.fastai_url)
+    fd = FastDownload(fastai_cfg(), module=fastai.data, base="~/.fastai")
+    folder = fd.arch_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder / f"{Path(url).name}.lock"):
+        return Path(fd.download(url))
 
 
 def _is_offline_error(e: BaseException | None) -> bool:
@@ -362,26 +491,35 @@ def _provide_folder(ds: Dataset, root: Path, archives: Path) -> Path:
             )
         log.info("extracting %s into %s", archive, target)
         return _extract(ds, archive, root)
-    # Online, the way learners get it. untar_data trusts any existing folder, so move a broken one away.
-    if target.exists() or target.is_symlink():
-        _remove(target)
+    # Online, the way learners get it: fastai downloads the archive, checked and extracted here.
+    nothing_here = (
+        f"Cannot get {ds.name}: there is no decoded cache or complete folder in {root}, "
+        f"no archive {ds.archive} in {archives}"
+        + (" (which is a file: SGD_ARCHIVES names the folder that holds the archives)" if archives.is_file() else "")
+    )
+    put_archive = (
+        f"put the archive {ds.archive} (sha256 {ds.sha256}, as pinned in helpers/storage.py) in {archives}, "
+        "or set SGD_ARCHIVES to the folder that holds it"
+    )
     try:
-        path = _download(ds, root)
+        downloaded = _download(ds)
+    except ImportError as e:
+        raise DataError(
+            f"{nothing_here}, and fastai, which would download it, cannot be imported ({type(e).__name__}: {e}). "
+            f"Either {put_archive}; or install fastai (`pip install fastai`) and run again to download it."
+        ) from e
     except Exception as e:
         if _is_offline_error(e):
             raise DataError(
-                f"Cannot get {ds.name}: there is no decoded cache or complete folder in {root}, "
-                f"no archive {ds.archive} in {archives}, and the download failed ({type(e).__name__}: {e}). "
-                f"Connect to the internet, or put {ds.archive} in a folder and set SGD_ARCHIVES to it."
+                f"{nothing_here}, and the download failed ({type(e).__name__}: {e}). "
+                f"Connect to the internet, or {put_archive}."
             ) from e
-        raise
-    bad = missing_files(ds, path)
-    if bad:
-        _remove(path)
         raise DataError(
-            f"The download of {ds.name} is incomplete ({_describe(bad)}); it was removed. Run again to retry."
-        )
-    return path
+            f"{nothing_here}, and fastai's download of it failed ({type(e).__name__}: {e}). "
+            f"Run again to retry, or {put_archive}."
+        ) from e
+    log.info("extracting %s into %s", downloaded, target)
+    return _extract(ds, downloaded, root, downloaded=True)
 
 
 def dataset_path(ds: Dataset | str, root: Path | None = None, archives: Path | None = None) -> Path:

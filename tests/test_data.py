@@ -5,6 +5,8 @@ Several processes at once: tests/test_data_concurrent.py; killed runs: tests/tes
 
 from __future__ import annotations
 
+import builtins
+import gzip
 import hashlib
 import io
 import json
@@ -12,13 +14,16 @@ import logging
 import multiprocessing
 import os
 import queue as queue_module
+import shutil
 import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 import traceback
 import urllib.error
+import zipfile
 import zlib
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -442,7 +447,7 @@ def test_wrong_checksum(tiny):
     assert not (root / ds.name).exists() and leftovers(root, ds.name) == []
 
 
-@pytest.mark.parametrize("kind", ["garbage", "truncated", "not gzip"])
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "not gzip", "empty", "zip", "gzip of no tar"])
 def test_corrupt_archive(tiny, kind):
     ds, root, archives, _ = tiny
     archive = archives / ds.archive
@@ -450,8 +455,17 @@ def test_corrupt_archive(tiny, kind):
         archive.write_bytes(b"\x1f\x8b" + os.urandom(500))
     elif kind == "truncated":
         archive.write_bytes(archive.read_bytes()[:-300])
-    else:
+    elif kind == "not gzip":
         archive.write_bytes(b"<html>a captive portal's login page</html>")
+    elif kind == "empty":
+        archive.write_bytes(b"")
+    elif kind == "zip":  # the right name, the wrong format
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr(f"{ds.name}/train/3/10.png", b"not read")
+        archive.write_bytes(buf.getvalue())
+    else:
+        archive.write_bytes(gzip.compress(b"a gzipped text, not a tar archive\n" * 40))
     ds = replace(ds, sha256=sha(archive))  # the checksum is right: the archive itself is bad
     with pytest.raises(D.DataError) as e:
         S.load_raw(ds, root, archives)
@@ -487,6 +501,28 @@ def test_interrupted_extraction_leaves_nothing(tiny, monkeypatch):
     assert S.load_raw(ds, root, archives)["train_x"].shape == (5, 28, 28)
 
 
+@pytest.mark.parametrize("step", ["temporary folder", "writing a file"])
+def test_extraction_that_fails_on_disk_is_a_data_error(tiny, monkeypatch, step):
+    """A folder that cannot be made or a full disk half-way: a DataError that says what to check, nothing left."""
+    ds, root, archives, _ = tiny
+
+    def fails(*a, **k):
+        if step == "temporary folder":
+            raise PermissionError(13, "Permission denied")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(
+        *((tempfile, "mkdtemp") if step == "temporary folder" else (tarfile.TarFile, "makefile")), fails
+    )
+    with pytest.raises(
+        D.DataError, match=r"Could not extract .*tiny_mnist.tgz into .*Check free space and permissions"
+    ):
+        S.load_raw(ds, root, archives)
+    assert not (root / ds.name).exists() and leftovers(root, ds.name) == []
+    monkeypatch.undo()
+    assert S.load_raw(ds, root, archives)["train_x"].shape == (5, 28, 28)
+
+
 def test_what_killed_runs_left_is_removed(tiny, caplog):
     ds, root, archives, _ = tiny
     (root / f".{ds.name}.partial-abc123" / ds.name / "train").mkdir(parents=True)
@@ -501,6 +537,25 @@ def test_what_killed_runs_left_is_removed(tiny, caplog):
     assert leftovers(root, ds.name) == [] and S.temporaries(ds, root) == []
     assert messages(caplog).count("left by an unfinished run") == 4
     assert (root / ".other.partial-1").is_dir()
+
+
+def test_leftover_that_cannot_be_removed_is_a_warning(tiny, caplog, monkeypatch):
+    """Another user's leftover in a shared folder: said once, and the work goes on beside it."""
+    ds, root, archives, _ = tiny
+    theirs = root / f".{ds.name}.partial-theirs"
+    (theirs / ds.name).mkdir(parents=True)
+    delete = S._delete
+
+    def not_ours(path):
+        if path == theirs:
+            raise PermissionError(13, "Permission denied", str(path / ds.name))
+        delete(path)
+
+    monkeypatch.setattr(S, "_delete", not_ours)
+    assert S.load_raw(ds, root, archives)["train_x"].shape == (5, 28, 28)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and f"could not remove {theirs}" in warnings[0] and "Permission denied" in warnings[0]
+    assert S.temporaries(ds, root) == [theirs] and S.missing_files(ds, root / ds.name) == {}
 
 
 def test_provision_removes_leftovers_even_when_the_cache_is_sound(tiny):
@@ -653,37 +708,112 @@ def test_offline_with_nothing_cached(tiny, monkeypatch):
     assert not (root / ds.name).exists() and not S.cache_path(ds, root).exists()
 
 
-def test_online_path_goes_through_download(tiny, monkeypatch):
+def test_no_archive_and_no_fastai(tiny, monkeypatch):
+    """Nothing cached, no archive, and fastai not installed: which archive to put where, or what to install."""
     ds, root, archives, _ = tiny
-    archive = archives / ds.archive
-    moved = archive.rename(archive.with_name("elsewhere.tgz"))
-    calls = []
+    (archives / ds.archive).unlink()
+    real_import = builtins.__import__
 
-    def fake_untar_data(ds_, root_):
-        calls.append(ds_.fastai_url)
-        with tarfile.open(moved) as tf:
-            tf.extractall(root_, filter="data")
-        return root_ / ds_.name
+    def without_fastai(name, *args, **kwargs):
+        if name == "fastai" or name.startswith("fastai."):
+            raise ModuleNotFoundError("No module named 'fastai'", name="fastai")
+        return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(S, "_download", fake_untar_data)
-    (root / ds.name).mkdir(parents=True)  # an empty folder that untar_data would wrongly accept
-    t = S.load_raw(ds, root, archives)
-    assert calls == ["MNIST_SAMPLE"] and t["valid_x"].shape == (3, 28, 28)
-    assert leftovers(root, ds.name) == []
+    monkeypatch.setattr(builtins, "__import__", without_fastai)
+    with pytest.raises(D.DataError) as e:
+        S.load_raw(ds, root, archives)
+    msg = str(e.value)
+    assert f"no archive {ds.archive} in {archives}" in msg
+    assert "fastai, which would download it, cannot be imported (ModuleNotFoundError: No module named 'fastai')" in msg
+    assert f"put the archive {ds.archive} (sha256 {ds.sha256}, as pinned in helpers/storage.py) in {archives}" in msg
+    assert "or set SGD_ARCHIVES to the folder that holds it" in msg and "install fastai (`pip install fastai`)" in msg
+    assert isinstance(e.value.__cause__, ModuleNotFoundError)
+    assert not (root / ds.name).exists() and not S.cache_path(ds, root).exists() and leftovers(root, ds.name) == []
 
 
-def test_incomplete_download_is_removed(tiny, monkeypatch):
+def test_archive_folder_that_is_a_file(tiny, monkeypatch):
+    """SGD_ARCHIVES set to the archive itself rather than to its folder: the error says so."""
+    ds, root, archives, _ = tiny
+    monkeypatch.setattr(S, "_download", no_network)
+    with pytest.raises(
+        D.DataError, match=r"\(which is a file: SGD_ARCHIVES names the folder that holds the archives\)"
+    ):
+        S.load_raw(ds, root, archives / ds.archive)
+
+
+def test_download_that_fails_otherwise(tiny, monkeypatch):
+    """A failure of fastai's download that is not a lost connection (a damaged transfer) is a DataError too."""
     ds, root, archives, _ = tiny
     (archives / ds.archive).unlink()
 
-    def half_download(ds_, root_):
-        (root_ / ds_.name / "train" / "3").mkdir(parents=True)
-        return root_ / ds_.name
+    def damaged_download(ds_):
+        raise Exception("Downloaded file is corrupt or not latest version")  # what fastdownload raises
 
-    monkeypatch.setattr(S, "_download", half_download)
-    with pytest.raises(D.DataError, match="download of tiny_mnist is incomplete"):
+    monkeypatch.setattr(S, "_download", damaged_download)
+    with pytest.raises(D.DataError) as e:
         S.load_raw(ds, root, archives)
+    msg = str(e.value)
+    assert "fastai's download of it failed (Exception: Downloaded file is corrupt or not latest version)" in msg
+    assert f"Run again to retry, or put the archive {ds.archive}" in msg and "SGD_ARCHIVES" in msg
     assert not (root / ds.name).exists() and leftovers(root, ds.name) == []
+
+
+@pytest.fixture
+def fastai_home(tmp_path, monkeypatch):
+    """fastai's config, archive and data folders under tmp_path/fastai instead of ~/.fastai."""
+    from fastai.data.external import fastai_cfg
+
+    monkeypatch.setenv("FASTAI_HOME", str(tmp_path / "fastai"))
+    fastai_cfg.cache_clear()
+    yield tmp_path / "fastai"
+    fastai_cfg.cache_clear()
+
+
+def test_online_path_downloads_with_fastai_and_extracts_here(tiny, monkeypatch, fastai_home):
+    """fastai's FastDownload fetches the archive into fastai's archive folder (a copy of the tiny archive stands
+    in for the transfer, and a size check for fastai's); the data layer checks its members and extracts it."""
+    import fastdownload.core
+    from fastai.data.external import URLs
+
+    ds, root, archives, _ = tiny
+    served = (archives / ds.archive).rename(archives.parent / "served.tgz")
+    urls = []
+
+    def transfer(url, dest, *args, **kwargs):
+        urls.append(url)
+        shutil.copyfile(served, dest)
+        return Path(dest)
+
+    monkeypatch.setattr(fastdownload.core, "download_url", transfer)
+    monkeypatch.setattr(
+        fastdownload.core, "check", lambda module, url, path: path.stat().st_size == served.stat().st_size
+    )
+    (root / ds.name).mkdir(parents=True)  # an empty folder, which untar_data would have taken for the dataset
+    t = S.load_raw(ds, root, archives)
+    assert urls == [URLs.MNIST_SAMPLE] and (fastai_home / "archive" / "mnist_sample.tgz").is_file()
+    assert t["valid_x"].shape == (3, 28, 28) and S.missing_files(ds, root / ds.name) == {}
+    assert leftovers(root, ds.name) == []
+    S._delete(root / ds.name)
+    S.cache_path(ds, root).unlink()
+    assert S.load_raw(ds, root, archives)["train_x"].shape == (5, 28, 28) and len(urls) == 1, "downloaded once"
+
+
+@pytest.mark.parametrize("damage", ["incomplete", "truncated"])
+def test_unusable_download_is_deleted(tiny, tmp_path, monkeypatch, damage):
+    """A downloaded archive that cannot be used is deleted, so that the next run downloads it again."""
+    ds, root, archives, _ = tiny
+    (archives / ds.archive).unlink()
+    fetched = tmp_path / "fastai" / "archive" / "mnist_sample.tgz"
+    fetched.parent.mkdir(parents=True)
+    make_archive(fetched, ds.name, skip=2 if damage == "incomplete" else 0)
+    if damage == "truncated":
+        fetched.write_bytes(fetched.read_bytes()[:-300])
+    monkeypatch.setattr(S, "_download", lambda ds_: fetched)
+    says = "does not hold a complete tiny_mnist: train/3: 1 of 3 images" if damage == "incomplete" else "is corrupt"
+    with pytest.raises(D.DataError, match=says) as e:
+        S.load_raw(ds, root, archives)
+    assert str(e.value).endswith("It was deleted: run again to download it again.")
+    assert not fetched.exists() and not (root / ds.name).exists() and leftovers(root, ds.name) == []
 
 
 def test_locations_follow_environment(tmp_path, monkeypatch):
