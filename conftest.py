@@ -9,14 +9,17 @@ places after these.
 
 from tools.classroom import lessons
 
-# about how long each takes on 2 cores, longest first: lessons 04-07 and 03 (25-35 s each), the
-# concurrent first loads of the data (35 s), the browser test (22 s), the kill-and-rerun data
-# tests, the other lessons (10-15 s), the nbval harness and the classroom builds
+# about how long each takes on 2 cores, longest first: a class of eight on the hub (4-5 min, most of it
+# on both cores), lessons 04-07 and 03 (25-35 s each), the concurrent first loads of the data (35 s), the
+# hub's other tests (2-3 min, mostly waiting), the browser test (22 s), the kill-and-rerun data tests, the
+# other lessons (10-15 s), the nbval harness and the classroom builds
 _by_number = {p.name[:2]: f"notebooks/{p.name}" for p in lessons()}
 _LONG = [_by_number[n] for n in ("04", "06", "07", "05", "03") if n in _by_number]
 LONGEST_FIRST = [
+    "tests/test_hub_class.py",
     *_LONG,
     "tests/test_data_concurrent.py",
+    "tests/test_hub.py",
     "tests/test_browser.py",
     "tests/test_data_kill.py",
     *(f for n, f in sorted(_by_number.items()) if f not in _LONG),
