@@ -287,3 +287,22 @@ def test_settings_are_private(hub):
     assert (hub.dir / "hub.json").stat().st_mode & 0o077 == 0
     assert json.loads((hub.dir / "hub.json").read_text())["password"] == hub.settings["password"]
     assert requests.get(f"{hub.url}/hub/api/users", timeout=30).status_code == 403  # nobody without a token
+
+
+def test_publish_to_a_class_repository(tmp_path):
+    """`tools.hub publish --repo URL`: the student copies as a commit on a repository git pushes to."""
+    remote = tmp_path / "sgd-course.git"
+    subprocess.run(["git", "init", "--bare", "--quiet", "--initial-branch=main", str(remote)], check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.hub", "publish", "--repo", f"file://{remote}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "--quiet", f"file://{remote}", str(clone)], check=True)
+    assert subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=clone, text=True).strip() == done.stdout.strip()
+    assert sorted(p.name for p in clone.glob("*.ipynb")) == [p.name for p in classroom.lessons()]
+    student = nbformat.read(clone / LESSON.name, as_version=4)
+    assert not any("solution" in c.metadata.get("tags", []) for c in student.cells)

@@ -4,7 +4,7 @@
     python -m tools.hub stop   [--dir build/hub]                                            # make hub-stop
     python -m tools.hub restart-hub [--dir build/hub]   # the hub process only: the proxy and servers stay
     python -m tools.hub status [--dir build/hub]
-    python -m tools.hub publish [--dir build/hub]       # the student copies, as a new commit of the course repo
+    python -m tools.hub publish [--repo URL]            # the student copies, as a new commit of the course repo
     python -m tools.hub link HUB_URL [--repo URL] [--branch main] [--lesson 00]   # an nbgitpuller link
 
 `start` provisions the data once into a folder that it then makes read-only (`provision_shared`),
@@ -161,21 +161,26 @@ def _git(*args: str, cwd: Path | None = None) -> str:
     return done.stdout.strip()
 
 
-def publish(course: Path, lessons: list[Path] | None = None, message: str = "Update the lessons") -> str:
-    """Commit the student copies of ``lessons`` (default: every lesson) to the bare repository ``course``.
+def publish(course: Path | str, lessons: list[Path] | None = None, message: str = "Update the lessons") -> str:
+    """Commit the student copies of ``lessons`` (default: every lesson) to the course's git repository, branch main.
 
-    Learners get them with an nbgitpuller link (`pull_link`); publishing again after an edit is the
-    instructor's update, which the next pull merges into each learner's copy. Returns the commit's hash.
+    ``course`` is a local folder (a bare repository, made if missing: the demo hub's) or any address git can
+    push to (a class's repository on a forge). Learners get the lessons with an nbgitpuller link
+    (`pull_link`); publishing again after an edit is the instructor's update, which the next pull merges
+    into each learner's copy. Returns the commit's hash.
     """
     from tools import classroom
 
-    course = Path(course).resolve()
-    if not (course / "HEAD").exists():
-        course.mkdir(parents=True, exist_ok=True)
-        _git("init", "--bare", "--quiet", str(course))
+    remote = str(course)
+    if "://" not in remote and ":" not in remote.split("/")[0]:  # a local folder, not user@host:path nor a URL
+        local = Path(remote).resolve()
+        if not (local / "HEAD").exists():
+            local.mkdir(parents=True, exist_ok=True)
+            _git("init", "--bare", "--quiet", str(local))
+        remote = str(local)
     with tempfile.TemporaryDirectory(prefix="sgd-publish-") as tmp:
         work = Path(tmp) / "course"
-        _git("clone", "--quiet", str(course), str(work))
+        _git("clone", "--quiet", remote, str(work))
         for old in work.glob("*.ipynb"):
             old.unlink()
         classroom.students(work, lessons if lessons is not None else classroom.lessons())
@@ -499,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data folder (default build/class-data)")
     p.add_argument("--port", type=int, default=0, help="start: the port learners open (default: a free one)")
     p.add_argument("--admin-contact", default=ADMIN_CONTACT, help="start: whom learners ask about the data")
-    p.add_argument("--repo", help="link: the course's git repository (default: this hub's local one)")
+    p.add_argument("--repo", help="link, publish: the course's git repository (default: this hub's local one)")
     p.add_argument("--branch", default="main", help="link: the course repository's branch")
     p.add_argument("--lesson", help="link: open this lesson (00, 01, ...) after the pull")
     args = p.parse_args(argv)
@@ -524,8 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             state = "running" if _alive(hub.settings.get("hub_pid")) else "stopped"
             print(f"{hub.url}: {state}, {len(hub_processes(hub.dir))} processes")
         elif args.command == "publish":
-            hub = load(args.dir)
-            print(publish(Path(hub.settings["course"])))
+            print(publish(args.repo or load(args.dir).settings["course"]))
         elif args.command == "link":
             if not args.hub_url:
                 p.error("link needs the hub's address")
