@@ -25,7 +25,7 @@ VENV_OK := $(BIN)/python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix 
 	&& $(BIN)/python -m pip --version >/dev/null 2>&1
 
 .PHONY: help lab lessons test test-portability test-matrix lint test-latest test-colab test-cuda data venv constraints \
-	sync slides students site classroom clean-data hub hub-stop proxy
+	sync slides students site classroom clean-data hub hub-stop clean-hub proxy
 .DELETE_ON_ERROR:
 
 lab: data            ## open the lessons in JupyterLab, with this venv's Python as the kernel
@@ -107,6 +107,10 @@ hub: $(DEV) $(PROXY)  ## a JupyterHub for a demo class on 127.0.0.1 (HUB_PORT=80
 
 hub-stop:            ## stop the demo hub: every learner's server and kernel, the hub, its proxy
 	$(BIN)/python -m tools.hub stop --dir $(HUB_DIR)
+
+clean-hub: hub-stop  ## stop the demo hub and delete its state, learners' homes and the read-only shared data
+	chmod -R u+w $(HUB_DATA) 2>/dev/null || true
+	rm -rf $(HUB_DIR) $(HUB_DATA) $(HUB_DATA).lock
 
 proxy: $(PROXY)      ## install configurable-http-proxy (the hub's proxy) with npm into .node/
 $(PROXY): hub/package.json hub/package-lock.json

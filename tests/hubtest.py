@@ -126,20 +126,25 @@ def code_cells(path: Path) -> list:
 
 
 def fingerprint(root: Path) -> dict[str, tuple]:
-    """Every file and folder under ``root``: kind, size, mode, modification time and, for files, sha256."""
+    """Every file and folder under ``root``: mode, size, inode, modification and change times, and for the
+    tensor caches (what every kernel reads) their sha256. Any write, rename, chmod or new file changes this:
+    a file's change time moves with every change to it and no one can set it back."""
     out = {}
-    for folder, dirs, files in os.walk(root):
-        for name in [*dirs, *files, "."]:
-            p = Path(folder) / name
-            st = p.lstat()
-            digest = ""
-            if name in files:
-                h = hashlib.sha256()
-                with open(p, "rb") as f:
-                    while block := f.read(1 << 20):
-                        h.update(block)
-                digest = h.hexdigest()
-            out[str(p.relative_to(root))] = (st.st_mode, st.st_size if name in files else 0, st.st_mtime_ns, digest)
+
+    def walk(folder: str, rel: str) -> None:
+        st = os.lstat(folder)
+        out[rel or "."] = (st.st_mode, 0, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, "")
+        with os.scandir(folder) as entries:
+            for e in entries:
+                name = f"{rel}/{e.name}" if rel else e.name
+                if e.is_dir(follow_symlinks=False):
+                    walk(e.path, name)
+                    continue
+                st = e.stat(follow_symlinks=False)
+                digest = hashlib.sha256(Path(e.path).read_bytes()).hexdigest() if e.name.endswith(".pt") else ""
+                out[name] = (st.st_mode, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, digest)
+
+    walk(str(root), "")
     return out
 
 

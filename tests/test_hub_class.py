@@ -2,7 +2,8 @@
 the course, and at the same moment run lessons 00 and 01 through their servers' kernel API.
 
 Every learner's every cell must print what the lesson stores (nbval's comparison, numbers within the
-cells' tolerances). The shared data folder must be byte for byte what it was, with nothing extracted,
+cells' tolerances). The shared data folder must be exactly what it was (every name, size, mode, inode,
+modification and change time, and the caches' sha256: any write would show), with nothing extracted,
 decoded or downloaded by any learner (each kernel counts the data layer's calls and records its log).
 One more learner, killed with all their processes in the middle of lesson 00, must not disturb the
 others. Times to the first cell, totals, CPU per lesson and memory per learner are printed and saved
@@ -168,7 +169,7 @@ def test_a_class_at_once(tmp_path):
         for lesson in results[name]["lessons"]:
             assert lesson["calls"] == {"extract": 0, "decode": 0, "download": 0}, (name, lesson)
             assert lesson["log"] == [], (name, lesson["log"])
-    # The shared data: not one byte, name, mode or time changed.
+    # The shared data: no name, size, mode or time changed (a write changes the change time), caches' bytes alike.
     assert fingerprint(data) == before
 
     summary = summarize(results, names)

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,14 +53,27 @@ class HubError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------- the data
+def _tree(root: Path) -> Iterator[os.DirEntry]:
+    """Every entry under ``root`` (not following links), folders before what they hold."""
+    with os.scandir(root) as entries:
+        for e in entries:
+            yield e
+            if e.is_dir(follow_symlinks=False):
+                yield from _tree(Path(e.path))
+
+
 def _chmod_tree(root: Path, writable: bool) -> None:
     """Give (or take away) write permission on ``root`` and everything under it, for everyone."""
-    for folder, dirs, files in os.walk(root):
-        for p in [Path(folder), *(Path(folder) / f for f in files)]:
-            mode = p.lstat().st_mode & 0o7777
-            new = (mode | 0o200) if writable else (mode & ~0o222)
-            if new != mode and not p.is_symlink():
-                p.chmod(new)
+
+    def chmod(path: str, mode: int) -> None:
+        new = (mode | 0o200) if writable else (mode & ~0o222)
+        if new != mode:
+            os.chmod(path, new)
+
+    chmod(str(root), root.lstat().st_mode & 0o7777)
+    for e in _tree(root):
+        if not e.is_symlink():
+            chmod(e.path, e.stat(follow_symlinks=False).st_mode & 0o7777)
 
 
 def shared_data_problem(folder: Path) -> str | None:
@@ -70,10 +84,11 @@ def shared_data_problem(folder: Path) -> str | None:
         storage.check_shared(folder)
     except storage.DataError as e:
         return str(e)
-    for where, _, files in os.walk(folder):
-        for p in [Path(where), *(Path(where) / f for f in files)]:
-            if p.lstat().st_mode & 0o222:
-                return f"{p} is writable"
+    if folder.lstat().st_mode & 0o222:
+        return f"{folder} is writable"
+    for e in _tree(folder):
+        if not e.is_symlink() and e.stat(follow_symlinks=False).st_mode & 0o222:
+            return f"{e.path} is writable"
     return None
 
 
