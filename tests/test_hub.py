@@ -13,8 +13,10 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import nbformat
@@ -112,6 +114,21 @@ def test_a_learner_logs_in_and_runs_a_cell(hub):
     finally:
         kernel.close()
     assert data_written_home(home(hub, "ada")) == []
+
+
+def test_a_lost_connection_is_made_again(hub):
+    """As JupyterLab does: the kernel's messages sent while the learner's connection was down arrive after it."""
+    ada = learner(hub, "ada")
+    kernel = ada.open_notebook("reconnect.ipynb")
+    try:
+        timer = threading.Timer(1.0, lambda: kernel.ws.sock.shutdown(socket.SHUT_RDWR))  # the network drops
+        timer.start()
+        outputs, reply = kernel.execute("import time\nprint('before')\ntime.sleep(3)\nprint('after')")
+        timer.join()
+        assert kernel.reconnects == 1 and reply["status"] == "ok"
+        assert "".join(o["text"] for o in outputs if o["output_type"] == "stream").endswith("after\n"), outputs
+    finally:
+        kernel.close()
 
 
 def test_passwords(hub):
@@ -272,8 +289,6 @@ def test_shared_data_missing_or_incomplete(tmp_path):
 
 def test_start_refuses_a_taken_port(tmp_path):
     need_proxy()
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()

@@ -135,6 +135,10 @@ class Kernel:
         if not r.ok:
             raise HubClientError(f"the kernel's connection was lost ({lost}); the kernel is gone ({r.status_code})")
         self.reconnects += 1
+        try:
+            self.ws.close(timeout=1)
+        except (websocket.WebSocketException, OSError):
+            pass
         self.ws = self._connect()
 
     def _message(self, msg_type: str, content: dict, channel: str = "shell") -> dict:
