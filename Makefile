@@ -14,12 +14,18 @@ PIP_FLAGS ?=
 PIP    := $(BIN)/python -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) $(PIP_FLAGS)
 NBVAL  := $(BIN)/pytest -n auto --dist loadfile --no-loadscope-reorder
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
+# The demo class's hub (`make hub`): its state, the shared read-only data folder, the port learners open,
+# and its proxy, installed from hub/package-lock.json into .node/ (git-ignored).
+HUB_DIR  ?= build/hub
+HUB_DATA ?= build/class-data
+HUB_PORT ?= 8000
+PROXY    := .node/node_modules/.bin/configurable-http-proxy
 # A usable venv: its own prefix, Python 3.11+, a pip that runs. Anything less is made again.
 VENV_OK := $(BIN)/python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix or sys.version_info < (3, 11))' 2>/dev/null \
 	&& $(BIN)/python -m pip --version >/dev/null 2>&1
 
 .PHONY: help lab lessons test test-portability test-matrix lint test-latest test-colab test-cuda data venv constraints \
-	sync export slides students site classroom grade clean-data
+	sync export slides students site classroom grade clean-data hub hub-stop clean-hub proxy
 .DELETE_ON_ERROR:
 
 lab: data            ## open the lessons in JupyterLab, with this venv's Python as the kernel
@@ -31,7 +37,7 @@ help:                ## list the targets and what each does
 lessons: data        ## run every lesson top to bottom without a browser (results in build/executed/)
 	$(BIN)/jupyter nbconvert --to notebook --execute --output-dir build/executed notebooks/*.ipynb
 
-test: $(DEV) data    ## unit tests, classroom and browser tests, every notebook under nbval, on all cores
+test: $(DEV) data $(PROXY)  ## unit tests, classroom, browser and hub tests, every notebook under nbval, on all cores
 	OMP_NUM_THREADS=1 $(NBVAL)
 
 test-portability: $(DEV) data  ## the notebooks under nbval as `pytest notebooks/` runs them: torch's own thread count, AVX2 kernels
@@ -102,6 +108,23 @@ $(STAMP): requirements.txt pyproject.toml $(CONSTRAINTS)
 
 $(DEV): $(STAMP) requirements-dev.txt
 	$(PIP) -r requirements-dev.txt
+	touch $@
+
+hub: $(DEV) $(PROXY)  ## a JupyterHub for a demo class on 127.0.0.1 (HUB_PORT=8000): the course for every learner, data shared read-only
+	$(BIN)/python -m tools.hub start --dir $(HUB_DIR) --data $(HUB_DATA) --port $(HUB_PORT)
+
+hub-stop:            ## stop the demo hub: every learner's server and kernel, the hub, its proxy
+	$(BIN)/python -m tools.hub stop --dir $(HUB_DIR)
+
+clean-hub: hub-stop  ## stop the demo hub and delete its state, learners' homes and the read-only shared data
+	chmod -R u+w $(HUB_DATA) 2>/dev/null || true
+	rm -rf $(HUB_DIR) $(HUB_DATA) $(HUB_DATA).lock
+
+proxy: $(PROXY)      ## install configurable-http-proxy (the hub's proxy) with npm into .node/
+$(PROXY): hub/package.json hub/package-lock.json
+	mkdir -p .node
+	cp hub/package.json hub/package-lock.json .node/
+	npm ci --prefix .node --no-audit --no-fund --loglevel=error
 	touch $@
 
 clean-data:          ## remove extracted datasets and caches (kept: data/README.md)

@@ -9,18 +9,21 @@ places after these.
 
 from tools.classroom import lessons
 
-# about how long each takes on 2 cores, longest first: the planted bugs (one process running the
-# guard tests again and again), lessons 03-08 (25-45 s each), the concurrent first loads of the data
-# (35 s), the browser test (22 s), the kill-and-rerun data tests, the other lessons (10-15 s), the
-# nbval harness and the classroom builds
+# about how long each takes on 2 cores, longest first: a class of eight on the hub (4-5 min, most of it
+# on both cores), the planted bugs (one process running the guard tests again and again), the student
+# copies and the grader (2-3 min each), lessons 03-08 (25-45 s each), the concurrent first loads of the
+# data (35 s), the hub's other tests (2-3 min, mostly waiting), the browser test (22 s), the
+# kill-and-rerun data tests, the other lessons (10-15 s), the nbval harness and the classroom builds
 _by_number = {p.name[:2]: f"notebooks/{p.name}" for p in lessons()}
 _LONG = [_by_number[n] for n in ("04", "06", "07", "08", "05", "03") if n in _by_number]
 LONGEST_FIRST = [
+    "tests/test_hub_class.py",
     "tests/test_mutations.py",
     "tests/test_students.py",  # the student copies of the checked lessons under nbval (2-3 minutes)
     "tests/test_grade.py",  # ten submissions graded, two at a time (about 2.5 minutes)
     *_LONG,
     "tests/test_data_concurrent.py",
+    "tests/test_hub.py",
     "tests/test_browser.py",
     "tests/test_data_kill.py",
     *(f for n, f in sorted(_by_number.items()) if f not in _LONG),

@@ -9,6 +9,8 @@ import warnings
 import numpy as np
 import torch
 
+from . import storage
+
 __all__ = ["get_device", "inline_plots", "seed_everything", "set_print_options", "setup"]
 
 
@@ -67,7 +69,13 @@ def inline_plots() -> None:
 
 
 def setup(seed: int = 42) -> torch.device:
-    """Seed everything, fix print and plot settings, and return the device the lesson will use."""
+    """Seed everything, fix print and plot settings, and return the device the lesson will use.
+
+    On a class's hub (``SGD_DATA_READONLY=1``) it first checks that the shared data folder is ready, so
+    that a lesson's first cell, not a later one, says whom to ask when it is not (``DataError``).
+    """
+    if storage.shared_readonly():
+        storage.check_shared()
     seed_everything(seed)
     set_print_options()
     quiet_known_warnings()

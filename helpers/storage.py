@@ -30,6 +30,12 @@ A process that has to wait says so once. Messages go to ``logging.getLogger("hel
 progress at INFO (silent in a notebook unless logging is configured), trouble at WARNING; errors are
 ``DataError`` with what to do.
 
+A class's shared folder (a JupyterHub): the instructor provisions it once and makes it read-only; every
+learner's server gets ``SGD_DATA`` pointing at it and ``SGD_DATA_READONLY=1``. Then nothing here writes,
+locks or creates anything (not even the folder): a sound cache is read as it is, and a missing or
+incomplete folder is a ``DataError`` that names whom to ask (``SGD_DATA_ADMIN``, default the
+instructor) and the command they run, instead of a copy being made in the learner's home.
+
 For tests only: ``SGD_DATA_PAUSE=extract|decode|cache`` makes a process stop half-way through
 extracting, half-way through decoding, or with its cache written but not yet renamed into place, so
 that a test can kill it there.
@@ -75,6 +81,8 @@ __all__ = [
     "check_tensors",
     "load_raw",
     "provision",
+    "shared_readonly",
+    "check_shared",
 ]
 
 log = logging.getLogger("helpers.data")
@@ -190,6 +198,46 @@ def cache_path(ds: Dataset | str, root: Path | None = None) -> Path:
 def lock_path(ds: Dataset | str, root: Path | None = None) -> Path:
     """The lock file that a process holds while it provides ``ds`` (it may stay, empty)."""
     return (Path(root) if root is not None else data_dir()) / f".{_dataset(ds).name}.lock"
+
+
+def shared_readonly() -> bool:
+    """Whether the data folder is a class's shared, read-only one (``SGD_DATA_READONLY=1``, set by the hub)."""
+    return os.environ.get("SGD_DATA_READONLY", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _shared_not_ready(root: Path, what: str) -> DataError:
+    """The error a learner sees when the class's shared data folder is not ready: whom to ask, what they run."""
+    who = os.environ.get("SGD_DATA_ADMIN", "").strip() or "your instructor (whoever runs this JupyterHub)"
+    return DataError(
+        f"The class's shared data folder {root} {what}. It is prepared once for the whole class and is read-only "
+        f"for learners, so nothing was written to your home folder: ask {who} to run "
+        f"`SGD_DATA={root} python -m helpers provision` as the folder's owner (on the demo hub: `make hub`), "
+        "then run this cell again."
+    )
+
+
+def _missing_folder(root: Path) -> str:
+    return "does not exist" if not root.exists() else "is not a folder"
+
+
+def check_shared(root: Path | None = None) -> None:
+    """Raise ``DataError`` (whom to ask, what to run) unless the shared folder holds every dataset, cached.
+
+    Only looks (a cache file and a complete image folder per dataset): the caches themselves are checked
+    when a lesson loads them. ``helpers.setup()`` calls it when ``SGD_DATA_READONLY`` is set.
+    """
+    root = Path(root) if root is not None else data_dir()
+    if not root.is_dir():
+        raise _shared_not_ready(root, _missing_folder(root))
+    for ds in DATASETS.values():
+        cp = cache_path(ds, root)
+        if cp.exists() and not cp.is_file():
+            raise _shared_not_ready(root, f"has a {cp.name} that is not a file")
+        if not cp.exists():
+            raise _shared_not_ready(root, f"has no tensor cache of {ds.name} ({cp.name})")
+        bad = missing_files(ds, root / ds.name)
+        if bad:
+            raise _shared_not_ready(root, f"holds an incomplete {ds.name} ({_describe(bad)})")
 
 
 def _writable(folder: Path) -> OSError | None:
@@ -529,6 +577,10 @@ def dataset_path(ds: Dataset | str, root: Path | None = None, archives: Path | N
     target = root / ds.name
     if target.is_dir() and not missing_files(ds, target):
         return target
+    if shared_readonly():
+        if not root.is_dir():
+            raise _shared_not_ready(root, _missing_folder(root))
+        raise _shared_not_ready(root, f"holds no complete {ds.name} ({_describe(missing_files(ds, target))})")
     if (e := _writable(root)) is not None:
         raise _not_writable(root, e)
     with _locked(ds, root):
@@ -695,9 +747,17 @@ def load_raw(ds: Dataset | str, root: Path | None = None, archives: Path | None 
     ds = _dataset(ds)
     root = Path(root) if root is not None else data_dir()
     cp = cache_path(ds, root)
-    t = _read_cache(ds, cp, say=True)
+    readonly = shared_readonly()
+    if readonly and (cp.exists() or cp.is_symlink()) and not cp.is_file():
+        raise _shared_not_ready(root, f"has a {cp.name} that is not a file")
+    t = _read_cache(ds, cp, say=not readonly)
     if t is not None:
         return t
+    if readonly:  # never lock, decode or write here: say whom to ask
+        if not root.is_dir():
+            raise _shared_not_ready(root, _missing_folder(root))
+        why = "has no" if not cp.exists() else "has a damaged"
+        raise _shared_not_ready(root, f"{why} tensor cache of {ds.name} ({cp.name})")
     if (e := _writable(root)) is not None:
         folder = root / ds.name
         if not (folder.is_dir() and not missing_files(ds, folder)):
@@ -729,7 +789,7 @@ def provision(
         ds = _dataset(name)
         t0 = time.perf_counter()
         raw = load_raw(ds, root, archives)
-        if _writable(root) is None:
+        if not shared_readonly() and _writable(root) is None:
             with _locked(ds, root):
                 _clean_temporaries(ds, root)
         n = sum(v.shape[0] for k, v in raw.items() if k.endswith("_x"))

@@ -106,6 +106,9 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "constraints" / "ci.txt").write_text("tinydep==1.0\n")
     (tmp_path / "constraints" / "colab.txt").write_text("tinydep==1.0\n")
     (tmp_path / "wheels").mkdir()
+    (tmp_path / "hub").mkdir()
+    for name in ("package.json", "package-lock.json"):  # the hub's proxy, which `make test` installs with npm
+        (tmp_path / "hub" / name).write_text("{}\n")
     return tmp_path
 
 
