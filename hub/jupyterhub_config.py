@@ -61,6 +61,12 @@ c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = str(STATE / "homes" / "{username}")
 c.Spawner.cmd = [str(Path(sys.executable).parent / "jupyterhub-singleuser")]  # the course's shared environment
 c.Spawner.args = ["--allow-root"] if os.geteuid() == 0 else []  # the simple spawner runs them as the hub's user
+# Kernels talk to their server over Unix sockets, not TCP ports. A TCP port is picked free a moment before
+# the kernel binds it; with a whole class's kernels and connections starting at once, another process can
+# take it in between ("Address already in use"), and jupyter_client's restarts retry the same cached ports
+# until it gives the kernel up: a learner's notebook then has no kernel. Sockets are files in the kernel's
+# runtime folder, named after the kernel, so two kernels never want the same one.
+c.Spawner.args += ["--KernelManager.transport=ipc"]
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 300  # a whole class starting at once on a small machine
 c.Spawner.http_timeout = 300
@@ -76,4 +82,7 @@ c.Spawner.environment = {
     # Jupyter's own files (kernels' connection files, notebook trust) outside the home folder: a learner
     # whose home is full still opens and runs the lessons, and only saving says that the disk is full
     "JUPYTER_DATA_DIR": lambda spawner: str(STATE / "jupyter" / spawner.user.name),
+    # the kernels' connection files and sockets: a short path of tools.hub's (a Unix socket's path has at
+    # most 107 characters), one folder per learner, by the learner's number rather than their name
+    "JUPYTER_RUNTIME_DIR": lambda spawner: str(Path(settings["runtime"]) / str(spawner.user.id)),
 }

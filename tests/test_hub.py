@@ -31,6 +31,7 @@ from tools.hub_client import Learner
 ROOT = H.ROOT
 LESSON = classroom.lesson("00")
 # every file a learner's server and kernel may write in the home folder on their own
+CHANNELS = ("shell", "iopub", "stdin", "control", "hb")  # a kernel's five channels (Jupyter's messaging protocol)
 TOOL_FOLDERS = {".ipython", ".local", ".cache", ".config", ".jupyter", ".ipynb_checkpoints", ".npm"}
 
 
@@ -60,6 +61,7 @@ def hub(tmp_path_factory):
         assert done.returncode == 0, done.stdout + done.stderr
         assert H.hub_processes(state) == [], "make hub-stop left processes of the hub running"
         assert H._port_free(port) and not H._is_mount(state / "data")
+        assert not Path(H.load(state).settings["runtime"]).exists(), "make hub-stop left the kernels' runtime folder"
 
 
 def learner(hub: H.Hub, name: str) -> Learner:
@@ -127,6 +129,23 @@ def test_a_lost_connection_is_made_again(hub):
         timer.join()
         assert kernel.reconnects == 1 and reply["status"] == "ok"
         assert "".join(o["text"] for o in outputs if o["output_type"] == "stream").endswith("after\n"), outputs
+    finally:
+        kernel.close()
+
+
+def test_kernels_talk_over_unix_sockets(hub):
+    """A class's kernels starting at once must not race for TCP ports (hub/jupyterhub_config.py says why): a
+    learner's kernel has an ipc connection file in the hub's short runtime folder, its five channels Unix sockets."""
+    cy = learner(hub, "cy")
+    kernel = cy.open_notebook("sockets.ipynb")
+    try:
+        outputs, reply = kernel.execute("print(6 * 7)")
+        assert reply["status"] == "ok" and outputs[0]["text"] == "42\n", outputs
+        [connection] = Path(hub.settings["runtime"]).glob(f"*/kernel-{kernel.id}.json")
+        info = json.loads(connection.read_text())
+        sockets = [Path(f"{info['ip']}-{info[f'{channel}_port']}") for channel in CHANNELS]
+        assert info["transport"] == "ipc" and all(p.is_socket() for p in sockets), info
+        assert max(len(str(p)) for p in sockets) < 100  # a Unix socket's path: 107 characters at most
     finally:
         kernel.close()
 

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -38,6 +39,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the course's environment: the hub and every learner use it
 CONFIG = ROOT / "hub" / "jupyterhub_config.py"
+RUNTIME_PREFIX = "sgd-hub-"  # the kernels' runtime folder, in the system's temporary folder
 NODE = ROOT / ".node"  # configurable-http-proxy, installed by `make hub` from hub/package-lock.json
 PROXY = NODE / "node_modules" / ".bin" / "configurable-http-proxy"
 DEFAULT_DIR = ROOT / "build" / "hub"
@@ -429,6 +431,8 @@ def start(
     course = state / "course.git"
     if not (course / "HEAD").exists():
         publish(course, message="The lessons")
+    if len(tempfile.gettempdir()) > 40:  # the kernels' sockets live there, and a socket's path is short
+        raise HubError(f"the temporary folder {tempfile.gettempdir()} has too long a path: set TMPDIR=/tmp")
     hub.settings = {
         "port": port or free_port(),
         "hub_port": free_port(),
@@ -442,6 +446,8 @@ def start(
         "learners_data": str(_mount_read_only(data, state / "data")),
         "admin_contact": admin_contact,
         "course": str(course),
+        # the kernels' sockets (hub/jupyterhub_config.py): short, fresh at each start, removed by `stop`
+        "runtime": tempfile.mkdtemp(prefix=RUNTIME_PREFIX),
     }
     _save(hub)
     try:
@@ -501,6 +507,9 @@ def stop(state: Path = DEFAULT_DIR, timeout: float = 60) -> list[int]:
             _signal(still, signal.SIGKILL)
             _wait_gone(still, 5)
     _unmount(state / "data")
+    runtime = Path(hub.settings.get("runtime", ""))
+    if runtime.name.startswith(RUNTIME_PREFIX) and not hub_processes(state):
+        shutil.rmtree(runtime, ignore_errors=True)
     if hub.settings:
         hub.settings.pop("hub_pid", None)
         hub.settings.pop("proxy_pid", None)
