@@ -237,6 +237,18 @@ def close(a: torch.Tensor, b: torch.Tensor, rtol: float = 1e-4, atol: float = 1e
     return a.shape == b.shape and torch.allclose(a, b, rtol=rtol, atol=atol)
 
 
+def accuracies_per_epoch(value: Any, name: str, epochs: int, train: str) -> list[float]:
+    """The learner's list `name` of accuracies, one per epoch; NotYet if it is not `epochs` numbers
+    (`train` says how to make it: "train for 20 epochs")."""
+    try:
+        accs = [float(a) for a in value]
+    except (TypeError, ValueError):
+        raise NotYet(f"`{name}` should be the list of accuracies per epoch, but it is {describe(value)}.") from None
+    if len(accs) != epochs:
+        raise NotYet(f"`{name}` holds {len(accs)} accuracies; {train}.")
+    return accs
+
+
 def same_shape(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
     if got.shape != expected.shape:
         raise NotYet(f"{what} has shape {list(got.shape)}; expected {list(expected.shape)}.")

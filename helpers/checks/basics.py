@@ -8,6 +8,7 @@ from torch import nn
 
 from . import (
     NotYet,
+    accuracies_per_epoch,
     as_number,
     as_tensor,
     call,
@@ -411,12 +412,7 @@ def _seq_model(ns: dict) -> str:
 @check_for("first_epoch_at_target", "first")
 def _first(ns: dict) -> str:
     first, adam = need(ns, "first"), need(ns, "adam")
-    try:
-        accs = [float(a) for a in adam]
-    except (TypeError, ValueError):
-        raise NotYet(f"`adam` should be the list of accuracies per epoch, but it is {describe(adam)}.") from None
-    if len(accs) != 20:
-        raise NotYet(f"`adam` holds {len(accs)} accuracies; train for 20 epochs.")
+    accs = accuracies_per_epoch(adam, "adam", 20, "train for 20 epochs")
     expected = next((i + 1 for i, a in enumerate(accs) if a >= 0.979), None)
     if expected is None:
         raise NotYet("no epoch of `adam` reached 0.979: check the learning rate (1e-2) and the optimizer.")

@@ -7,7 +7,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import NotYet, as_tensor, call, check_for, compare, describe, lesson_value, need, need_callable
+from . import (
+    NotYet,
+    accuracies_per_epoch,
+    as_tensor,
+    call,
+    check_for,
+    compare,
+    describe,
+    lesson_value,
+    need,
+    need_callable,
+)
 
 
 def _as_dict(value, name: str) -> dict:
@@ -49,12 +60,7 @@ def _make_net(ns: dict) -> str:
         raise NotYet(
             f"make_net maps {linears[0].in_features} inputs to {linears[1].out_features} outputs; expected 784 to 1."
         )
-    try:
-        accs = [float(a) for a in book]
-    except (TypeError, ValueError):
-        raise NotYet(f"`book` should be the list of accuracies per epoch, but it is {describe(book)}.") from None
-    if len(accs) != 40:
-        raise NotYet(f"`book` holds {len(accs)} accuracies; train simple_net for 40 epochs.")
+    accs = accuracies_per_epoch(book, "book", 40, "train simple_net for 40 epochs")
     # the lesson's checkpoint: at least 0.98 after 40 epochs at lr 0.1 (benchmarks/SPREAD.md)
     if accs[-1] < 0.98:
         raise NotYet(f"after 40 epochs `book` ends at {accs[-1]:.4f}; at lr=0.1 it gets to 0.98 or more.")

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import NotYet, call, check_for, need_callable
+from . import NotYet, call, check_for, first_mistake, need_callable
 
 
 def _learner_class(ns: dict):
@@ -150,9 +150,8 @@ def _grad_acc(ns: dict) -> str:
         ),
         "it steps after every batch: skip the step until n_acc batches have been seen.": _plain_loop(small, 0.1),
     }
-    for hint, weights in mistakes.items():
-        if _same(got, weights):
-            raise NotYet(hint)
+    if hint := first_mistake(got, mistakes, _same):
+        raise NotYet(hint)
     if _same(got, _weights(_model())):
         raise NotYet("the weights never changed: the optimizer must step every n_acc batches.")
     raise NotYet("after 8 batches of 4 with n_acc=2 the weights differ from 4 batches of 8.")
@@ -176,7 +175,6 @@ def _clip_grad(ns: dict) -> str:
             _plain_loop(batches, 0.05)
         ),
     }
-    for hint, weights in mistakes.items():
-        if _same(got, weights):
-            raise NotYet(hint)
+    if hint := first_mistake(got, mistakes, _same):
+        raise NotYet(hint)
     raise NotYet("the weights differ from steps with the gradients' total norm clipped to max_norm.")

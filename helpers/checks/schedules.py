@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from . import NotYet, as_number, call, check_for, describe, need_callable
+from . import NotYet, as_number, call, check_for, describe, first_mistake, need_callable
 
 
 def sched_cos(start: float, end: float, pos: float) -> float:
@@ -32,9 +32,8 @@ def _close(a: list[float], b: list[float]) -> bool:
 def _match(got: list[float], expected: list[float], mistakes: dict[str, list[float]], what: str, at: list) -> None:
     if _close(got, expected):
         return
-    for hint, values in mistakes.items():
-        if _close(got, values):
-            raise NotYet(hint)
+    if hint := first_mistake(got, mistakes, _close):
+        raise NotYet(hint)
     i = next(i for i, (x, y) in enumerate(zip(got, expected)) if not math.isclose(x, y, rel_tol=1e-4))
     raise NotYet(f"{what} at {at[i]}: expected {expected[i]:.4g}, got {got[i]:.4g}.")
 
